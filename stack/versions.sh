@@ -1,0 +1,5 @@
+# Pinned versions of every tool the local stack builds or installs. Changing one invalidates its cache entry.
+NODE_MAJOR=24
+TEMPORAL_CLI_VERSION=v1.5.1
+TEMPORAL_TEST_SERVER_VERSION=1.38.0
+DEPLOY_AGENT_CACHE="${DEPLOY_AGENT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/deploy-agent}"

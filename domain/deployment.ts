@@ -1,0 +1,162 @@
+import { z } from 'zod';
+import { changeSetSchema, consistencyReportSchema, pinnedImageSchema, releaseStateSchema } from './release.js';
+
+export const TASK_QUEUE = 'deploy-agent';
+
+/** Where a deploy or rollback stands; also the value of the DeployStatus search attribute. */
+export const deploymentStates = [
+  'running',
+  'awaiting-approval',
+  'compensating',
+  'compensation-failed',
+  'succeeded',
+  'rolled-back',
+  'failed',
+  'invalid',
+  'unreachable',
+  'rejected',
+  'expired',
+  'abandoned',
+] as const;
+export type DeploymentState = (typeof deploymentStates)[number];
+
+/** The CLI contract with CI: one exit code per way a deploy can end. */
+export const EXIT_CODES: Record<DeploymentState, number> = {
+  succeeded: 0,
+  'rolled-back': 1,
+  failed: 1,
+  invalid: 2,
+  rejected: 3,
+  expired: 3,
+  unreachable: 4,
+  'compensation-failed': 5,
+  abandoned: 5,
+  running: 1,
+  'awaiting-approval': 1,
+  compensating: 1,
+};
+export const EXIT_INVALID_INPUT = 2;
+export const EXIT_UNREACHABLE = 4;
+
+/** Failure types raised by activities and workflows; the workflow maps them to end states. */
+export const FailureType = {
+  invalid: 'InvalidRelease',
+  unreachable: 'TargetUnreachable',
+  budget: 'BudgetExceeded',
+  unhealthy: 'Unhealthy',
+  inconsistent: 'Inconsistent',
+  forbidden: 'Forbidden',
+  rejected: 'Rejected',
+  expired: 'Expired',
+} as const;
+
+export const phaseRecordSchema = z.object({
+  name: z.string(),
+  budgetMs: z.number().optional(),
+  startedAt: z.string(),
+  endedAt: z.string().optional(),
+  status: z.enum(['running', 'succeeded', 'failed', 'skipped']),
+  detail: z.string().optional(),
+});
+export type PhaseRecord = z.infer<typeof phaseRecordSchema>;
+
+export const decisionSchema = z.enum(['approve', 'reject']);
+export type Decision = z.infer<typeof decisionSchema>;
+
+/** The payload of both the approval Update and the approval Signal. */
+export const voteRequestSchema = z.strictObject({
+  approver: z.string().min(1, { error: 'expected the approver identity' }),
+  decision: decisionSchema,
+  comment: z.string().max(2000).optional(),
+});
+export type VoteRequest = z.infer<typeof voteRequestSchema>;
+
+export const voteSchema = voteRequestSchema.extend({ at: z.string(), via: z.enum(['update', 'signal']) });
+export type Vote = z.infer<typeof voteSchema>;
+export const refusedVoteSchema = voteSchema.extend({ reason: z.string() });
+export type RefusedVote = z.infer<typeof refusedVoteSchema>;
+
+export const approvalRecordSchema = z.object({
+  required: z.number(),
+  approvers: z.array(z.string()),
+  deadline: z.string().optional(),
+  votes: z.array(voteSchema),
+  refused: z.array(refusedVoteSchema),
+});
+export type ApprovalRecord = z.infer<typeof approvalRecordSchema>;
+
+/** An operator's answer to a compensation that failed. */
+export const compensationDecisionSchema = z.strictObject({
+  action: z.enum(['retry', 'abandon']),
+  operator: z.string().min(1),
+  reason: z.string().max(2000).optional(),
+});
+export type CompensationDecision = z.infer<typeof compensationDecisionSchema>;
+
+export const rollbackReportSchema = z.object({
+  reason: z.string(),
+  restoredTo: releaseStateSchema,
+  attempts: z.number(),
+  consistency: consistencyReportSchema.optional(),
+  errors: z.array(z.string()),
+  operatorDecisions: z.array(compensationDecisionSchema.extend({ at: z.string() })),
+});
+export type RollbackReport = z.infer<typeof rollbackReportSchema>;
+
+/**
+ * Everything known about one deploy or rollback: the status query's answer while it runs, and its report once it ends.
+ */
+export const deploymentStatusSchema = z.object({
+  deploymentId: z.string(),
+  kind: z.enum(['deploy', 'rollback']),
+  service: z.string(),
+  environment: z.string(),
+  version: z.string().optional(),
+  requestedBy: z.string(),
+  reason: z.string().optional(),
+  startedAt: z.string(),
+  finishedAt: z.string().optional(),
+  state: z.enum(deploymentStates),
+  phase: z.string(),
+  phases: z.array(phaseRecordSchema),
+  approval: approvalRecordSchema.optional(),
+  image: pinnedImageSchema.optional(),
+  previous: releaseStateSchema.optional(),
+  applied: releaseStateSchema.optional(),
+  checks: z.array(z.object({ check: z.string(), passed: z.boolean(), detail: z.string() })),
+  changes: changeSetSchema.optional(),
+  rollback: rollbackReportSchema.optional(),
+  errors: z.array(z.string()),
+  reportPath: z.string().optional(),
+});
+export type DeploymentStatus = z.infer<typeof deploymentStatusSchema>;
+
+export const FINAL_STATES: ReadonlySet<DeploymentState> = new Set([
+  'succeeded',
+  'rolled-back',
+  'failed',
+  'invalid',
+  'unreachable',
+  'rejected',
+  'expired',
+  'abandoned',
+]);
+
+/**
+ * One deploy or rollback at a time per service and environment: the workflow id is that pair, and each run is a
+ * deployment. A deployment id names the run: `<service>.<environment>.<run id>`.
+ */
+export function lockId(service: string, environment: string): string {
+  return `${service}.${environment}`;
+}
+
+export function deploymentIdOf(workflowId: string, runId: string): string {
+  return `${workflowId}.${runId}`;
+}
+
+export function parseDeploymentId(deploymentId: string): { workflowId: string; runId: string } {
+  const match = /^([a-z0-9-]+\.[a-z0-9-]+)\.([0-9a-f-]{36})$/.exec(deploymentId);
+  if (!match?.[1] || !match[2])
+    throw new Error(`"${deploymentId}" is not a deployment id (expected <service>.<environment>.<run id>)`);
+  return { workflowId: match[1], runId: match[2] };
+}

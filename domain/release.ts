@@ -1,0 +1,60 @@
+import { z } from 'zod';
+
+/** What runs in an environment: enough to recognise it again, and nothing secret. */
+export const releaseStateSchema = z.object({
+  /** False when the service has never been deployed there: restoring means removing it. */
+  present: z.boolean(),
+  /** The target's own handle on this release (a container id); restore brings back exactly this one. */
+  handle: z.string().optional(),
+  deploymentId: z.string().optional(),
+  version: z.string().optional(),
+  imageDigest: z.string().optional(),
+  /** sha256 of the managed configuration, so a check compares configuration without carrying its values. */
+  configHash: z.string().optional(),
+  running: z.boolean().default(false),
+});
+export type ReleaseState = z.infer<typeof releaseStateSchema>;
+
+export const consistencyCheckSchema = z.object({
+  field: z.string(),
+  expected: z.string(),
+  actual: z.string(),
+  equal: z.boolean(),
+});
+
+/** The data-consistency verification that closes every restore: live state against the rollback point. */
+export const consistencyReportSchema = z.object({
+  consistent: z.boolean(),
+  checks: z.array(consistencyCheckSchema),
+});
+export type ConsistencyReport = z.infer<typeof consistencyReportSchema>;
+
+export function compareReleases(expected: ReleaseState, actual: ReleaseState): ConsistencyReport {
+  const fields = ['present', 'handle', 'imageDigest', 'configHash', 'running'] as const;
+  const relevant = expected.present ? fields : (['present'] as const);
+  const checks = relevant.map((field) => {
+    const want = String(expected[field] ?? '-');
+    const have = String(actual[field] ?? '-');
+    return { field, expected: want, actual: have, equal: want === have };
+  });
+  return { consistent: checks.every((c) => c.equal), checks };
+}
+
+/** An image pinned by digest: what a deploy applies, never a moving tag. */
+export const pinnedImageSchema = z.object({
+  reference: z.string(),
+  digest: z.string().regex(/^sha256:[a-f0-9]{64}$/),
+});
+export type PinnedImage = z.infer<typeof pinnedImageSchema>;
+
+export const changeSetSchema = z.object({
+  fromVersion: z.string().optional(),
+  toVersion: z.string(),
+  fromRef: z.string().optional(),
+  toRef: z.string(),
+  commits: z.array(z.object({ hash: z.string(), author: z.string(), date: z.string(), subject: z.string() })),
+  files: z.array(z.object({ path: z.string(), change: z.string() })),
+  truncated: z.boolean(),
+  note: z.string().optional(),
+});
+export type ChangeSet = z.infer<typeof changeSetSchema>;

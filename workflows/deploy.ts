@@ -1,0 +1,99 @@
+import type { DeploymentState, DeploymentStatus } from '../domain/deployment.js';
+import { type DeployRequest, dockerTargetOf } from '../domain/requests.js';
+import { ApprovalGate } from './approval-gate.js';
+import { Compensation } from './compensation.js';
+import { describeError, Runbook, stateForFailure, withinBudget } from './runbook.js';
+import {
+  applyAndAwaitHealthy,
+  pinImage,
+  pruneHistory,
+  publishReport,
+  snapshotRelease,
+  trackChanges,
+  validateTarget,
+} from './steps.js';
+
+/**
+ * The deploy runbook: validate, track changes, approval gate, rollback point, apply, verify health, report.
+ * Any failure after the rollback point restores it and verifies the environment equals it again.
+ */
+export async function deployWorkflow(request: DeployRequest): Promise<DeploymentStatus> {
+  const { target, version, requestedBy } = request;
+  const { budgets, settings, spec } = target;
+  const docker = dockerTargetOf(target);
+  const runbook = new Runbook({
+    kind: 'deploy',
+    service: target.service,
+    environment: target.environment,
+    version,
+    requestedBy,
+    reason: request.reason,
+  });
+  const gate = new ApprovalGate(runbook, { ...settings.approval, deadlineMs: settings.approval.deadline });
+  const compensation = new Compensation(runbook, docker, budgets.rollback);
+  let state: DeploymentState;
+  try {
+    const { current, image } = await runbook.phase(
+      'validate',
+      budgets.validate,
+      async () => ({
+        current: await validateTarget(runbook, target, requestedBy),
+        image: await pinImage(runbook, docker, spec.image.repository, version),
+      }),
+      () => `${runbook.status.checks.length} checks passed`,
+    );
+    runbook.status.image = image;
+
+    if (request.sourceRepository) {
+      const query = {
+        repository: request.sourceRepository,
+        refPattern: spec.source?.ref ?? 'v{version}',
+        fromVersion: current.version,
+        toVersion: version,
+      };
+      runbook.status.changes = await runbook.phase(
+        'track-changes',
+        budgets.trackChanges,
+        () => trackChanges(query),
+        (changes) => `${changes.commits.length} commits, ${changes.files.length} files`,
+      );
+    } else runbook.skip('track-changes', 'no source repository in the spec');
+
+    if (settings.approval.required > 0) await runbook.phase('approval', undefined, () => gate.passed(), (who) => who);
+    else runbook.skip('approval', `not required in ${target.environment}`);
+
+    const rollbackPoint = await runbook.phase(
+      'rollback-point',
+      budgets.environmentUpdate,
+      () => snapshotRelease(docker),
+      (kept) => (kept.present ? `kept ${kept.version ?? kept.handle?.slice(0, 12)}` : 'nothing deployed yet'),
+    );
+    runbook.status.previous = rollbackPoint;
+    try {
+      const release = { deploymentId: runbook.status.deploymentId, version, image };
+      await withinBudget('environment update', budgets.environmentUpdate, () =>
+        applyAndAwaitHealthy(runbook, target, docker, release),
+      );
+      state = 'succeeded';
+      await pruneHistory(docker).catch((error: unknown) => {
+        runbook.status.errors.push(`prune history: ${describeError(error)}`);
+      });
+    } catch (error) {
+      state = await compensation.restore(rollbackPoint, `deploy failed: ${describeError(error)}`, false);
+    }
+  } catch (error) {
+    state = stateForFailure(error);
+  }
+  await report(runbook, state, budgets.report);
+  return runbook.status;
+}
+
+/** Report generation never changes how a deployment ended; a failure to publish is recorded in the status. */
+export async function report(runbook: Runbook, state: DeploymentState, budgetMs: number): Promise<void> {
+  runbook.finish(state);
+  try {
+    runbook.status.reportPath = await runbook.phase('report', budgetMs, () => publishReport(runbook.status), (p) => p);
+  } catch {
+    // already recorded in the status by the phase
+  }
+}

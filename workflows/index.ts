@@ -1,0 +1,2 @@
+export { deployWorkflow } from './deploy.js';
+export { rollbackWorkflow } from './rollback.js';

@@ -1,0 +1,66 @@
+import { upsertSearchAttributes } from '@temporalio/workflow';
+import type { DeploymentState, DeploymentStatus } from '../domain/deployment.js';
+import { dockerTargetOf, type RollbackRequest } from '../domain/requests.js';
+import { ApprovalGate } from './approval-gate.js';
+import { Compensation } from './compensation.js';
+import { report } from './deploy.js';
+import { searchAttributes } from './messages.js';
+import { describeError, Runbook, stateForFailure, withinBudget } from './runbook.js';
+import { awaitHealthy, findKeptRelease, restoreAndVerify, snapshotRelease, validateTarget } from './steps.js';
+
+/**
+ * Manual rollback to the previous release or to the one a named deployment applied, authorized where the
+ * environment demands it, within the rollback budget, ending with the same consistency check as compensation.
+ */
+export async function rollbackWorkflow(request: RollbackRequest): Promise<DeploymentStatus> {
+  const { target, requestedBy } = request;
+  const { budgets, settings } = target;
+  const docker = dockerTargetOf(target);
+  const runbook = new Runbook({
+    kind: 'rollback',
+    service: target.service,
+    environment: target.environment,
+    requestedBy,
+    reason: request.reason,
+  });
+  const gate = new ApprovalGate(runbook, {
+    required: settings.rollbackRequiresApproval ? 1 : 0,
+    approvers: settings.approval.approvers,
+    deadlineMs: settings.approval.deadline,
+  });
+  const compensation = new Compensation(runbook, docker, budgets.rollback);
+  let state: DeploymentState;
+  try {
+    const wanted = await runbook.phase(
+      'validate',
+      budgets.validate,
+      async () => {
+        await validateTarget(runbook, target, requestedBy);
+        return findKeptRelease(docker, request.toDeploymentId);
+      },
+      (kept) => `rolling back to ${kept.version ?? '?'} from deployment ${kept.deploymentId ?? '?'}`,
+    );
+    runbook.status.version = wanted.version;
+    if (wanted.version) upsertSearchAttributes([{ key: searchAttributes.version, value: wanted.version }]);
+
+    if (settings.rollbackRequiresApproval) await runbook.phase('authorization', undefined, () => gate.passed(), (w) => w);
+    else runbook.skip('authorization', `not required in ${target.environment}`);
+
+    const rollbackPoint = await runbook.phase('rollback-point', budgets.rollback, () => snapshotRelease(docker));
+    runbook.status.previous = rollbackPoint;
+    try {
+      await withinBudget('rollback', budgets.rollback, async () => {
+        runbook.status.applied = wanted;
+        await runbook.phase('restore', undefined, () => restoreAndVerify(docker, wanted, true), () => 'consistency verified');
+        await runbook.phase('verify', undefined, () => awaitHealthy(target, docker), (detail) => detail);
+      });
+      state = 'succeeded';
+    } catch (error) {
+      state = await compensation.restore(rollbackPoint, `rollback failed: ${describeError(error)}`, true);
+    }
+  } catch (error) {
+    state = stateForFailure(error);
+  }
+  await report(runbook, state, budgets.report);
+  return runbook.status;
+}

@@ -1,0 +1,147 @@
+/** What every deploy and rollback shares: its status record, phases under time budgets, and how failures end it. */
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  setCurrentDetails,
+  setHandler,
+  sleep,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import { type DeploymentState, type DeploymentStatus, deploymentIdOf, FailureType } from '../domain/deployment.js';
+import { formatDuration } from '../domain/duration.js';
+import { phaseLine } from '../domain/report.js';
+import { searchAttributes, statusQuery } from './messages.js';
+
+/** Ends a phase with a budget: the work is cancelled when the timer fires, whatever it was doing. */
+export async function withinBudget<T>(what: string, budgetMs: number, work: () => Promise<T>): Promise<T> {
+  let expired = false;
+  const workScope = new CancellationScope();
+  const timerScope = new CancellationScope();
+  const timer = timerScope
+    .run(() => sleep(budgetMs))
+    .then(
+      () => {
+        expired = true;
+        workScope.cancel();
+      },
+      () => undefined,
+    );
+  try {
+    return await workScope.run(work);
+  } catch (error) {
+    if (expired)
+      throw ApplicationFailure.create({
+        type: FailureType.budget,
+        nonRetryable: true,
+        message: `${what} exceeded its budget of ${formatDuration(budgetMs)}`,
+      });
+    throw error;
+  } finally {
+    timerScope.cancel();
+    await timer;
+  }
+}
+
+/** The failure type an activity or workflow raised, looking through the activity wrapper. */
+export function failureType(error: unknown): string | undefined {
+  let current: unknown = error;
+  while (current instanceof Error) {
+    if (current instanceof ApplicationFailure) return current.type ?? undefined;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+export function describeError(error: unknown): string {
+  if (error instanceof ActivityFailure && error.cause) return `${error.activityType}: ${error.cause.message}`;
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** How a failure before the target was touched ends the deployment. */
+export function stateForFailure(error: unknown): DeploymentState {
+  switch (failureType(error)) {
+    case FailureType.invalid:
+    case FailureType.forbidden:
+      return 'invalid';
+    case FailureType.unreachable:
+      return 'unreachable';
+    case FailureType.rejected:
+      return 'rejected';
+    case FailureType.expired:
+      return 'expired';
+    default:
+      return 'failed';
+  }
+}
+
+export type StatusInit = Omit<DeploymentStatus, 'deploymentId' | 'startedAt' | 'state' | 'phase' | 'phases' | 'errors' | 'checks'>;
+
+export class Runbook {
+  readonly status: DeploymentStatus;
+
+  constructor(init: StatusInit) {
+    const { workflowId, runId, startTime } = workflowInfo();
+    this.status = {
+      ...init,
+      deploymentId: deploymentIdOf(workflowId, runId),
+      startedAt: startTime.toISOString(),
+      state: 'running',
+      phase: 'starting',
+      phases: [],
+      checks: [],
+      errors: [],
+    };
+    setHandler(statusQuery, () => this.status);
+    upsertSearchAttributes([
+      { key: searchAttributes.service, value: init.service },
+      { key: searchAttributes.environment, value: init.environment },
+      ...(init.version ? [{ key: searchAttributes.version, value: init.version }] : []),
+      { key: searchAttributes.status, value: 'running' },
+    ]);
+  }
+
+  setState(state: DeploymentState): void {
+    this.status.state = state;
+    upsertSearchAttributes([{ key: searchAttributes.status, value: state }]);
+    this.showDetails();
+  }
+
+  /** Runs one step of the runbook, recorded with its timing against its budget (when it has one). */
+  async phase<T>(name: string, budgetMs: number | undefined, work: () => Promise<T>, describe?: (result: T) => string): Promise<T> {
+    const record = { name, budgetMs, startedAt: new Date().toISOString(), status: 'running' as const };
+    const index = this.status.phases.push(record) - 1;
+    this.status.phase = name;
+    this.showDetails();
+    try {
+      const result = budgetMs === undefined ? await work() : await withinBudget(`phase ${name}`, budgetMs, work);
+      this.status.phases[index] = { ...record, endedAt: new Date().toISOString(), status: 'succeeded', detail: describe?.(result) };
+      return result;
+    } catch (error) {
+      const detail = describeError(error);
+      this.status.phases[index] = { ...record, endedAt: new Date().toISOString(), status: 'failed', detail };
+      this.status.errors.push(`${name}: ${detail}`);
+      throw error;
+    } finally {
+      this.showDetails();
+    }
+  }
+
+  skip(name: string, detail: string): void {
+    const now = new Date().toISOString();
+    this.status.phases.push({ name, startedAt: now, endedAt: now, status: 'skipped', detail });
+  }
+
+  finish(state: DeploymentState): void {
+    this.status.finishedAt = new Date().toISOString();
+    this.setState(state);
+  }
+
+  /** What the Temporal UI shows as the workflow's current details. */
+  private showDetails(): void {
+    const s = this.status;
+    const head = `**${s.kind} ${s.service} ${s.version ?? ''} → ${s.environment}**: ${s.state}, phase ${s.phase}`;
+    setCurrentDetails([head, '', ...s.phases.map((p) => `- ${phaseLine(p)}`)].join('\n'));
+  }
+}

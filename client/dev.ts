@@ -1,0 +1,78 @@
+import { NativeConnection, Runtime, DefaultLogger } from '@temporalio/worker';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { temporalCliPath } from '../stack/temporal.js';
+import { allSearchAttributes } from '../workflows/messages.js';
+import { createWorker, reportsDirFromEnv } from '../worker/index.js';
+import { printLine } from './output.js';
+import { settings } from './settings.js';
+
+export interface DevStack {
+  address: string;
+  uiUrl: string;
+  namespace: string;
+  stop(): Promise<void>;
+}
+
+/** A local Temporal dev server with the deploy search attributes registered, and a worker polling it. */
+export async function startDevStack(options: { port: number; uiPort: number; db?: string; reportsDir: string }): Promise<DevStack> {
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  const environment = await TestWorkflowEnvironment.createLocal({
+    server: {
+      executable: { type: 'existing-path', path: temporalCliPath() },
+      ip: '127.0.0.1',
+      port: options.port,
+      ui: true,
+      uiPort: options.uiPort,
+      dbFilename: options.db,
+      searchAttributes: allSearchAttributes,
+      log: { format: 'pretty', level: 'error' },
+    },
+  });
+  const namespace = environment.namespace ?? 'default';
+  const worker = await createWorker({ connection: environment.nativeConnection, namespace, reportsDir: options.reportsDir });
+  const running = worker.run();
+  return {
+    address: `127.0.0.1:${options.port}`,
+    uiUrl: `http://127.0.0.1:${options.uiPort}`,
+    namespace,
+    async stop() {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await running;
+      await environment.teardown();
+    },
+  };
+}
+
+export function untilInterrupted(): Promise<string> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+}
+
+export async function devCommand(options: { port: string; uiPort: string; db?: string }): Promise<number> {
+  const stack = await startDevStack({
+    port: Number(options.port),
+    uiPort: Number(options.uiPort),
+    db: options.db,
+    reportsDir: reportsDirFromEnv(),
+  });
+  printLine(`Temporal dev server: ${stack.address} (namespace ${stack.namespace})`);
+  printLine(`Temporal Web UI:     ${stack.uiUrl}`);
+  printLine('Worker running. Ctrl-C stops both.');
+  await untilInterrupted();
+  await stack.stop();
+  return 0;
+}
+
+export async function workerCommand(): Promise<number> {
+  const connection = await NativeConnection.connect({ address: settings.address() });
+  const worker = await createWorker({ connection, namespace: settings.namespace(), reportsDir: reportsDirFromEnv() });
+  printLine(`worker polling ${settings.address()} namespace ${settings.namespace()}`);
+  const running = worker.run();
+  await untilInterrupted();
+  if (worker.getState() === 'RUNNING') worker.shutdown();
+  await running;
+  await connection.close();
+  return 0;
+}

@@ -1,0 +1,47 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { LineCounter, parseDocument } from 'yaml';
+import { formatProblem, policyProblems, type ServiceSpec, serviceSpecSchema, type SpecProblem, SpecError } from '../domain/spec.js';
+
+export interface LoadedSpec {
+  file: string;
+  spec: ServiceSpec;
+  /** The git repository change tracking reads, absolute. */
+  sourceRepository?: string;
+}
+
+/** Reads deploy.yaml: every problem is reported at once, each with its line, the path in the file and what was expected. */
+export async function loadSpecFile(file: string): Promise<LoadedSpec> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new SpecError(file, [`cannot be read: ${(error as Error).message}`]);
+  }
+  const lineCounter = new LineCounter();
+  const document = parseDocument(text, { lineCounter, prettyErrors: false });
+  if (document.errors.length)
+    throw new SpecError(
+      file,
+      document.errors.map((e) => `line ${lineCounter.linePos(e.pos[0]).line}: YAML syntax: ${e.message.split('\n')[0]}`),
+    );
+  const at = (path: PropertyKey[]) => {
+    for (let depth = path.length; depth > 0; depth--) {
+      const node = document.getIn(path.slice(0, depth), true) as { range?: [number, number] } | undefined;
+      if (node?.range) return `line ${lineCounter.linePos(node.range[0]).line}: `;
+    }
+    return '';
+  };
+  const located = (problems: readonly SpecProblem[]) => problems.map((p) => `${at(p.path)}${formatProblem(p)}`);
+  const result = serviceSpecSchema.safeParse(document.toJS());
+  if (!result.success) throw new SpecError(file, located(result.error.issues));
+  const spec = result.data;
+  const problems = policyProblems(spec);
+  if (problems.length) throw new SpecError(file, located(problems));
+  const source = spec.source?.repository;
+  return {
+    file,
+    spec,
+    sourceRepository: source === undefined ? undefined : isAbsolute(source) ? source : resolve(dirname(file), source),
+  };
+}

@@ -8,6 +8,7 @@ import {
   WorkflowUpdateFailedError,
 } from '@temporalio/client';
 import {
+  type ApprovalRecord,
   type CompensationDecision,
   type DeploymentStatus,
   deploymentIdOf,
@@ -18,6 +19,7 @@ import {
   lockId,
   parseDeploymentId,
   TASK_QUEUE,
+  type VoteRequest,
 } from '../domain/deployment.js';
 import { renderReport } from '../domain/report.js';
 import type { DeployRequest, RollbackRequest } from '../domain/requests.js';
@@ -26,7 +28,7 @@ import { resolveCompensationUpdate, searchAttributes, statusQuery, voteUpdate } 
 import type { deployWorkflow, rollbackWorkflow } from '../workflows/index.js';
 import { followProgress, printLine, printStatus } from './output.js';
 import { settings, workflowLink } from './settings.js';
-import { loadSpecFile } from './spec-file.js';
+import { type LoadedSpec, loadSpecFile } from './spec-file.js';
 
 export async function connect(): Promise<Client> {
   const connection = await Connection.connect({ address: settings.address(), connectTimeout: '5s' });
@@ -44,33 +46,36 @@ export async function validateCommand(options: { file: string; env: string }): P
   return 0;
 }
 
-export async function deployCommand(options: {
-  file: string;
+export interface DeployOptions {
   env: string;
   version: string;
   reason?: string;
-  wait?: boolean;
-  json?: boolean;
-}): Promise<number> {
-  const loaded = await loadSpecFile(options.file);
+}
+
+/** Starts a deploy; a number is the exit code of a refusal (invalid version, busy environment). */
+export async function startDeploy(
+  client: Client,
+  loaded: LoadedSpec,
+  options: DeployOptions,
+  requestedBy: string,
+): Promise<WorkflowHandleWithFirstExecutionRunId | number> {
   const version = versionSchema.safeParse(options.version);
   if (!version.success) return refuse(`--version ${options.version}: ${version.error.issues[0]?.message}`);
   const target = resolveEnvironment(loaded.spec, options.env);
   const request: DeployRequest = {
     target,
     version: version.data,
-    requestedBy: settings.identity(),
+    requestedBy,
     reason: options.reason,
     sourceRepository: loaded.sourceRepository,
   };
-  const client = await connect();
-  const handle = await startExclusive(client, target.service, target.environment, () =>
+  return startExclusive(client, target.service, target.environment, () =>
     client.workflow.start<typeof deployWorkflow>('deployWorkflow', {
       taskQueue: TASK_QUEUE,
       workflowId: lockId(target.service, target.environment),
       args: [request],
       staticSummary: `deploy ${target.service} ${version.data} to ${target.environment}`,
-      staticDetails: `requested by ${request.requestedBy}${request.reason ? `: ${request.reason}` : ''}`,
+      staticDetails: `requested by ${requestedBy}${request.reason ? `: ${request.reason}` : ''}`,
       typedSearchAttributes: [
         { key: searchAttributes.service, value: target.service },
         { key: searchAttributes.environment, value: target.environment },
@@ -79,6 +84,12 @@ export async function deployCommand(options: {
       ],
     }),
   );
+}
+
+export async function deployCommand(options: DeployOptions & { file: string; wait?: boolean; json?: boolean }): Promise<number> {
+  const loaded = await loadSpecFile(options.file);
+  const client = await connect();
+  const handle = await startDeploy(client, loaded, options, settings.identity());
   if (typeof handle === 'number') return handle;
   return announceAndMaybeWait(handle, options);
 }
@@ -142,7 +153,7 @@ async function startExclusive(
   }
 }
 
-async function announceAndMaybeWait(
+export async function announceAndMaybeWait(
   handle: WorkflowHandleWithFirstExecutionRunId,
   options: OutputOptions & { wait?: boolean },
 ): Promise<number> {
@@ -166,12 +177,14 @@ function handleOf(client: Client, deploymentId: string): WorkflowHandle {
   return client.workflow.getHandle(workflowId, runId);
 }
 
+export async function castVote(client: Client, deploymentId: string, vote: VoteRequest): Promise<ApprovalRecord> {
+  return handleOf(client, deploymentId).executeUpdate(voteUpdate, { args: [vote] });
+}
+
 export async function voteCommand(deploymentId: string, decision: Decision, comment?: string): Promise<number> {
   const client = await connect();
   try {
-    const record = await handleOf(client, deploymentId).executeUpdate(voteUpdate, {
-      args: [{ approver: settings.identity(), decision, comment }],
-    });
+    const record = await castVote(client, deploymentId, { approver: settings.identity(), decision, comment });
     const approvals = record.votes.filter((v) => v.decision === 'approve').length;
     printLine(`${decision === 'approve' ? 'approved' : 'rejected'} ${deploymentId} (${approvals} of ${record.required} approvals)`);
     return 0;

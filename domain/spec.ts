@@ -108,25 +108,35 @@ export const serviceSpecSchema = z.strictObject({
     .refine((envs) => Object.keys(envs).length > 0, { error: 'expected at least one environment' }),
 });
 
+export interface SpecProblem {
+  path: PropertyKey[];
+  message: string;
+}
+
+export const formatProblem = ({ path, message }: SpecProblem): string =>
+  `${path.length ? path.map(String).join('.') : '(top level)'}: ${message}`;
+
 /** Policy checks that need no network: the same in `deploy-agent validate` and the workflow's validation phase. */
-export function policyProblems(spec: ServiceSpec): string[] {
-  const problems: string[] = [];
+export function policyProblems(spec: ServiceSpec): SpecProblem[] {
+  const problems: SpecProblem[] = [];
   for (const [name, env] of Object.entries(spec.environments)) {
+    const at = (...path: string[]) => ['environments', name, ...path];
     if (env.protected && env.approval.required < 1)
-      problems.push(`environments.${name}.approval.required: a protected environment needs at least 1 approval`);
+      problems.push({ path: at('approval', 'required'), message: 'a protected environment needs at least 1 approval' });
     if (env.protected && env.deployers.length === 0)
-      problems.push(`environments.${name}.deployers: a protected environment needs a list of who may deploy`);
+      problems.push({ path: at('deployers'), message: 'a protected environment needs a list of who may deploy' });
     if (env.rollbackRequiresApproval && env.approval.approvers.length === 0)
-      problems.push(`environments.${name}.approval.approvers: rollback authorization needs at least one approver`);
-    for (const key of Object.keys({ ...spec.container.env, ...env.docker.env }))
-      if (SECRET_NAME.test(key))
-        problems.push(
-          `environments.${name}.docker.env.${key}: looks like a secret; plain values end up in reports and histories, expected a non-secret setting`,
-        );
+      problems.push({ path: at('approval', 'approvers'), message: 'rollback authorization needs at least one approver' });
+    for (const key of Object.keys(env.docker.env).filter((k) => SECRET_NAME.test(k)))
+      problems.push({ path: at('docker', 'env', key), message: SECRET_MESSAGE });
   }
+  for (const key of Object.keys(spec.container.env).filter((k) => SECRET_NAME.test(k)))
+    problems.push({ path: ['container', 'env', key], message: SECRET_MESSAGE });
   return problems;
 }
 
+const SECRET_MESSAGE =
+  'looks like a secret; plain values end up in reports and histories, expected a non-secret setting';
 const SECRET_NAME = /(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIALS?)$/i;
 
 export type ServiceSpec = z.infer<typeof serviceSpecSchema>;
@@ -177,7 +187,7 @@ export class SpecError extends Error {
 }
 
 export function describeIssues(issues: readonly z.core.$ZodIssue[]): string[] {
-  return issues.map((issue) => `${issue.path.length ? issue.path.join('.') : '(top level)'}: ${issue.message}`);
+  return issues.map(formatProblem);
 }
 
 /** Validates an already-parsed document; pure, so workflows and the CLI run the very same checks. */
@@ -185,6 +195,6 @@ export function parseSpec(document: unknown, file: string): ServiceSpec {
   const result = serviceSpecSchema.safeParse(document);
   if (!result.success) throw new SpecError(file, describeIssues(result.error.issues));
   const problems = policyProblems(result.data);
-  if (problems.length) throw new SpecError(file, problems);
+  if (problems.length) throw new SpecError(file, problems.map(formatProblem));
   return result.data;
 }

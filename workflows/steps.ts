@@ -5,7 +5,7 @@ import { refuseRequester } from '../domain/authorization.js';
 import { FailureType } from '../domain/deployment.js';
 import type { ConsistencyReport, PinnedImage, ReleaseState } from '../domain/release.js';
 import { type DockerTarget, dockerTargetOf } from '../domain/requests.js';
-import { policyProblems, type ServiceEnvironment } from '../domain/spec.js';
+import { formatProblem, policyProblems, type ServiceEnvironment } from '../domain/spec.js';
 import type { Runbook } from './runbook.js';
 
 const NOT_RETRYABLE = [FailureType.invalid, FailureType.unhealthy, FailureType.inconsistent];
@@ -39,7 +39,7 @@ export async function validateTarget(runbook: Runbook, target: ServiceEnvironmen
     throw ApplicationFailure.create({ type: FailureType.forbidden, nonRetryable: true, message: forbidden });
   }
   record('permission', [], `${requestedBy} may deploy to ${target.environment}`);
-  const problems = record('configuration and security policy', policyProblems(target.spec), 'spec satisfies policy');
+  const problems = record('configuration and security policy', policyProblems(target.spec).map(formatProblem), 'spec satisfies policy');
   const environment = await look.inspectDockerEnvironment(docker, target.spec.dependsOn);
   const compatibility = environment.problems.filter((p) => !p.startsWith('dependency'));
   const dependencies = environment.problems.filter((p) => p.startsWith('dependency'));

@@ -1,0 +1,122 @@
+/** The bundled example: a service taken through deploy, approval, a failing version and its automatic rollback. */
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { simpleGit } from 'simple-git';
+import { renderReport } from '../domain/report.js';
+import { buildServiceImage, startLocalDockerStack } from '../stack/docker.js';
+import { freePort } from '../stack/processes.js';
+import type { WorkflowHandle } from '@temporalio/client';
+import { castVote, connect, fetchStatus, startDeploy } from './commands.js';
+import { startDevStack, untilInterrupted } from './dev.js';
+import { followProgress, printLine } from './output.js';
+import { loadSpecFile } from './spec-file.js';
+import { workflowLink } from './settings.js';
+
+const TEMPLATE = fileURLToPath(new URL('../../examples/demo/deploy.yaml', import.meta.url));
+const RELEASES = [
+  { version: '1.0.0', healthy: true, change: 'First release of the shop front' },
+  { version: '1.1.0', healthy: false, change: 'New checkout page (its health check fails)' },
+];
+
+async function portOr(preferred: number): Promise<number> {
+  const candidate = await freePort();
+  return (await isFree(preferred)) ? preferred : candidate;
+}
+
+async function isFree(port: number): Promise<boolean> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/** A real git history for change tracking: one commit and tag per release. */
+async function createSourceRepository(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const git = simpleGit({ baseDir: dir });
+  await git.init().addConfig('user.name', 'Demo Developer').addConfig('user.email', 'dev@example.com');
+  for (const release of RELEASES) {
+    await writeFile(join(dir, 'CHANGELOG.md'), `${release.version}: ${release.change}\n`, { flag: 'a' });
+    await writeFile(join(dir, `release-${release.version}.txt`), `${release.change}\n`);
+    await git.add('.').commit(release.change).addTag(`v${release.version}`);
+  }
+}
+
+export async function demoCommand(options: { exit?: boolean }): Promise<number> {
+  const exitAtEnd = options.exit === true || process.env.DEPLOY_AGENT_DEMO_EXIT === '1';
+  const workDir = await mkdtemp(join(tmpdir(), 'deploy-agent-demo-'));
+  const stops: (() => Promise<void>)[] = [];
+  try {
+    printLine('Starting a Docker engine and an image registry on loopback...');
+    const docker = await startLocalDockerStack(join(workDir, 'docker'));
+    stops.push(() => docker.stop());
+    const repository = `${docker.registry.address}/web-shop`;
+    for (const release of RELEASES) {
+      const image = await buildServiceImage(docker, { repository, version: release.version, healthy: release.healthy });
+      printLine(`  built ${image.reference}`);
+    }
+    await createSourceRepository(join(workDir, 'web-shop-source'));
+    const values: Record<string, string> = {
+      REGISTRY: docker.registry.address,
+      DOCKER_HOST: docker.engine.dockerHost,
+      STAGING_PORT: String(await freePort()),
+      PRODUCTION_PORT: String(await freePort()),
+    };
+    const specFile = join(workDir, 'deploy.yaml');
+    const template = await readFile(TEMPLATE, 'utf8');
+    await writeFile(specFile, template.replace(/\$\{(\w+)\}/g, (_, name: string) => values[name] ?? ''));
+
+    const port = await portOr(7233);
+    const uiPort = await portOr(port + 1000);
+    printLine('Starting the Temporal dev server and a worker...');
+    const temporal = await startDevStack({ port, uiPort, reportsDir: join(workDir, 'reports'), db: join(workDir, 'temporal.db') });
+    stops.unshift(() => temporal.stop());
+    process.env.TEMPORAL_ADDRESS = temporal.address;
+    process.env.TEMPORAL_UI_URL = temporal.uiUrl;
+    printLine(`Temporal Web UI: ${temporal.uiUrl}`);
+
+    const client = await connect();
+    const spec = await loadSpecFile(specFile);
+    const outcomes: string[] = [];
+    for (const [index, release] of RELEASES.entries()) {
+      const approver = index % 2 === 0 ? 'alice' : 'bob';
+      printLine(`\n== ci-bot deploys web-shop ${release.version} to production ==`);
+      const handle = await startDeploy(client, spec, { env: 'production', version: release.version }, 'ci-bot');
+      if (typeof handle === 'number') return handle;
+      const deploymentId = `${handle.workflowId}.${handle.firstExecutionRunId}`;
+      printLine(`deployment ${deploymentId}\n${workflowLink(handle.workflowId, handle.firstExecutionRunId)}`);
+      const progress = followProgress(handle, true);
+      await waitUntilAwaitingApproval(handle);
+      printLine(`  ${approver} approves`);
+      await castVote(client, deploymentId, { approver, decision: 'approve', comment: `demo approval of ${release.version}` });
+      const status = await progress;
+      printLine(`\n${renderReport(status)}`);
+      outcomes.push(status.state);
+    }
+    printLine(`Outcomes: ${outcomes.join(', ')}. 1.0.0 serves on http://127.0.0.1:${values.PRODUCTION_PORT}/version`);
+    printLine(`Reports: ${join(workDir, 'reports')}\nTemporal Web UI: ${temporal.uiUrl}`);
+    if (!exitAtEnd) {
+      printLine('\nThe stack stays up for you to look around. Ctrl-C stops it.');
+      await untilInterrupted();
+    }
+    // The demo succeeds when the good release went live and the failing one was rolled back.
+    return outcomes.join(',') === 'succeeded,rolled-back' ? 0 : 1;
+  } finally {
+    for (const stop of stops) await stop().catch((error: unknown) => printLine(`cleanup: ${String(error)}`));
+    await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+async function waitUntilAwaitingApproval(handle: WorkflowHandle): Promise<void> {
+  for (let attempt = 0; attempt < 240; attempt++) {
+    const status = await fetchStatus(handle).catch(() => undefined);
+    if (status?.state === 'awaiting-approval') return;
+    if (status && status.finishedAt) throw new Error(`deployment ended before approval: ${status.state}`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error('deployment did not reach its approval gate within a minute');
+}

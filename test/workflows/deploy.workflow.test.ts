@@ -1,0 +1,221 @@
+/**
+ * Workflow behaviour on the Temporal time-skipping test server: timers of hours pass in moments, activities are
+ * stubs (the real ones are exercised end to end against Docker elsewhere).
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { ApplicationFailure } from '@temporalio/activity';
+import { WorkflowUpdateFailedError } from '@temporalio/client';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import type { Activities } from '../../activities/index.js';
+import type { DeploymentStatus } from '../../domain/deployment.js';
+import type { DeployRequest } from '../../domain/requests.js';
+import { parseSpec, resolveEnvironment } from '../../domain/spec.js';
+import { timeSkippingServerPath } from '../../stack/temporal.js';
+import { resolveCompensationUpdate, statusQuery, voteSignal, voteUpdate } from '../../workflows/messages.js';
+import { called, OLD_RELEASE, stubActivities, untilCancelled } from '../support/stub-activities.js';
+import { workflowBundle } from '../support/temporal.js';
+
+let env: TestWorkflowEnvironment;
+let sequence = 0;
+
+function request(environment: 'staging' | 'production', budgets: Record<string, string> = {}): DeployRequest {
+  const service = `web-${++sequence}`;
+  const spec = parseSpec(
+    {
+      service,
+      target: 'docker',
+      image: { repository: '127.0.0.1:5000/web' },
+      environments: {
+        staging: { docker: { host: 'unix:///stub.sock', hostPort: 18080 }, budgets },
+        production: {
+          protected: true,
+          deployers: ['ci-bot'],
+          docker: { host: 'unix:///stub.sock', hostPort: 18081 },
+          approval: { required: 1, approvers: ['alice', 'bob', 'ci-bot'], deadline: '24h' },
+          budgets,
+        },
+      },
+    },
+    'deploy.yaml',
+  );
+  return { target: resolveEnvironment(spec, environment), version: '1.1.0', requestedBy: 'ci-bot' };
+}
+
+async function withWorker<T>(activities: Activities, work: (taskQueue: string) => Promise<T>): Promise<T> {
+  const taskQueue = `test-${sequence}-${Date.now()}`;
+  const worker = await Worker.create({
+    connection: env.nativeConnection,
+    taskQueue,
+    workflowBundle: await workflowBundle(),
+    activities,
+  });
+  return worker.runUntil(work(taskQueue));
+}
+
+function start(taskQueue: string, deploy: DeployRequest) {
+  return env.client.workflow.start('deployWorkflow', {
+    taskQueue,
+    workflowId: `${deploy.target.service}.${deploy.target.environment}`,
+    args: [deploy],
+  });
+}
+
+async function waitForState(query: () => Promise<DeploymentStatus>, state: DeploymentStatus['state']): Promise<DeploymentStatus> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const status = await query();
+    if (status.state === state) return status;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`state ${state} not reached`);
+}
+
+describe('deploy workflow (time-skipping server)', { timeout: 180_000 }, () => {
+  before(async () => {
+    env = await TestWorkflowEnvironment.createTimeSkipping({
+      server: { executable: { type: 'existing-path', path: timeSkippingServerPath() } },
+    });
+    await workflowBundle();
+  });
+  after(async () => env?.teardown());
+
+  it('succeeds through every phase when nothing fails', async () => {
+    const { activities, calls } = stubActivities();
+    const status = await withWorker(activities, async (queue) => (await start(queue, request('staging'))).result());
+    assert.equal(status.state, 'succeeded');
+    assert.deepEqual(
+      status.phases.map((p) => `${p.name}:${p.status}`),
+      [
+        'validate:succeeded',
+        'track-changes:skipped',
+        'approval:skipped',
+        'rollback-point:succeeded',
+        'apply:succeeded',
+        'verify:succeeded',
+        'report:succeeded',
+      ],
+    );
+    assert.equal(called(calls, 'restoreRelease'), 0);
+    assert.equal(status.phases.find((p) => p.name === 'validate')?.budgetMs, 120_000);
+  });
+
+  it('lets a 24 h approval deadline pass without touching the target', async () => {
+    const { activities, calls } = stubActivities();
+    const wallStart = Date.now();
+    const status = await withWorker(activities, async (queue) => {
+      const handle = await start(queue, request('production'));
+      await waitForState(() => handle.query(statusQuery), 'awaiting-approval');
+      return handle.result();
+    });
+    assert.equal(status.state, 'expired');
+    assert.match(status.errors.join('\n'), /approval deadline .* passed with 0 of 1 approvals/);
+    const approval = status.phases.find((p) => p.name === 'approval');
+    assert.ok(approval?.endedAt && Date.parse(approval.endedAt) - Date.parse(approval.startedAt) >= 24 * 3_600_000);
+    assert.equal(called(calls, 'snapshotRelease') + called(calls, 'applyRelease') + called(calls, 'restoreRelease'), 0);
+    process.stdout.write(`# 24 h deadline took ${Date.now() - wallStart} ms of wall time\n`);
+  });
+
+  it('fails a validation that overruns its 2 minute budget before anything is touched', async () => {
+    const { activities, calls } = stubActivities({ inspectDockerEnvironment: untilCancelled });
+    const status = await withWorker(activities, async (queue) => {
+      const handle = await start(queue, request('staging'));
+      await env.sleep('3m');
+      return handle.result();
+    });
+    assert.equal(status.state, 'failed');
+    assert.match(status.errors.join('\n'), /phase validate exceeded its budget of 2m/);
+    assert.equal(called(calls, 'snapshotRelease') + called(calls, 'applyRelease'), 0);
+  });
+
+  it('compensates a failing apply: restores the rollback point and verifies it', async () => {
+    const { activities, calls } = stubActivities({
+      applyRelease: () => Promise.reject(ApplicationFailure.nonRetryable('engine refused the container', 'InvalidRelease')),
+    });
+    const status = await withWorker(activities, async (queue) => (await start(queue, request('staging'))).result());
+    assert.equal(status.state, 'rolled-back');
+    assert.equal(called(calls, 'restoreRelease'), 1);
+    assert.deepEqual((calls.find((c) => c.name === 'restoreRelease')?.args[0] as { to: unknown }).to, OLD_RELEASE);
+    assert.equal(status.rollback?.consistency?.consistent, true);
+    assert.match(status.rollback?.reason ?? '', /engine refused the container/);
+  });
+
+  it('stays open as compensation-failed until an operator retries', async () => {
+    let restoreWorks = false;
+    const { activities, calls } = stubActivities({
+      awaitHealthy: () => Promise.reject(ApplicationFailure.nonRetryable('HTTP 500 from /health', 'Unhealthy')),
+      restoreRelease: ({ to }) =>
+        restoreWorks ? Promise.resolve(to) : Promise.reject(ApplicationFailure.nonRetryable('engine lost the container', 'InvalidRelease')),
+    });
+    const status = await withWorker(activities, async (queue) => {
+      const handle = await start(queue, request('staging'));
+      const stuck = await waitForState(() => handle.query(statusQuery), 'compensation-failed');
+      assert.match(stuck.rollback?.errors.join('\n') ?? '', /engine lost the container/);
+      await assert.rejects(
+        handle.executeUpdate(resolveCompensationUpdate, { args: [{ action: 'retry', operator: '' }] }),
+        WorkflowUpdateFailedError,
+      );
+      restoreWorks = true;
+      await handle.executeUpdate(resolveCompensationUpdate, { args: [{ action: 'retry', operator: 'oncall', reason: 'engine back' }] });
+      return handle.result();
+    });
+    assert.equal(status.state, 'rolled-back');
+    assert.equal(status.rollback?.attempts, 2);
+    assert.deepEqual(status.rollback?.operatorDecisions.map((d) => d.operator), ['oncall']);
+    assert.ok(called(calls, 'restoreRelease') >= 2);
+  });
+
+  it('ends abandoned (exit 5) when the operator abandons a failed compensation', async () => {
+    const { activities } = stubActivities({
+      awaitHealthy: () => Promise.reject(ApplicationFailure.nonRetryable('unhealthy', 'Unhealthy')),
+      verifyRelease: () =>
+        Promise.resolve({ consistent: false, checks: [{ field: 'imageDigest', expected: 'sha256:a', actual: 'sha256:b', equal: false }] }),
+    });
+    const status = await withWorker(activities, async (queue) => {
+      const handle = await start(queue, request('staging'));
+      await waitForState(() => handle.query(statusQuery), 'compensation-failed');
+      await handle.executeUpdate(resolveCompensationUpdate, { args: [{ action: 'abandon', operator: 'oncall', reason: 'fixed by hand' }] });
+      return handle.result();
+    });
+    assert.equal(status.state, 'abandoned');
+    assert.equal(status.rollback?.consistency?.consistent, false);
+  });
+
+  it('refuses invalid votes: Updates before history, Signals recorded as refused', async () => {
+    const { activities } = stubActivities();
+    const status = await withWorker(activities, async (queue) => {
+      const handle = await start(queue, request('production'));
+      await waitForState(() => handle.query(statusQuery), 'awaiting-approval');
+      for (const [approver, reason] of [['ci-bot', /requested this deployment/], ['mallory', /may not approve/]] as const)
+        await assert.rejects(handle.executeUpdate(voteUpdate, { args: [{ approver, decision: 'approve' }] }), (error: unknown) => {
+          assert.ok(error instanceof WorkflowUpdateFailedError);
+          assert.match(error.cause?.message ?? '', reason);
+          return true;
+        });
+      await handle.signal(voteSignal, { approver: 'mallory', decision: 'approve' });
+      await handle.signal(voteSignal, { nonsense: true } as never);
+      const history = await handle.fetchHistory();
+      const updatesInHistory = history.events?.filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes).length ?? 0;
+      assert.equal(updatesInHistory, 0, 'refused updates leave no trace in history');
+      await handle.executeUpdate(voteUpdate, { args: [{ approver: 'alice', decision: 'approve', comment: 'ship it' }] });
+      return handle.result();
+    });
+    assert.equal(status.state, 'succeeded');
+    assert.deepEqual(status.approval?.votes.map((v) => `${v.approver}:${v.decision}:${v.via}`), ['alice:approve:update']);
+    assert.deepEqual(status.approval?.refused.map((r) => r.approver), ['mallory', 'undefined']);
+    assert.match(status.approval?.refused[0]?.reason ?? '', /mallory may not approve in production/);
+  });
+
+  it('ends rejected, with who and why, without touching the target', async () => {
+    const { activities, calls } = stubActivities();
+    const status = await withWorker(activities, async (queue) => {
+      const handle = await start(queue, request('production'));
+      await waitForState(() => handle.query(statusQuery), 'awaiting-approval');
+      await handle.signal(voteSignal, { approver: 'bob', decision: 'reject', comment: 'freeze week' });
+      return handle.result();
+    });
+    assert.equal(status.state, 'rejected');
+    assert.match(status.errors.join('\n'), /rejected by bob: freeze week/);
+    assert.equal(called(calls, 'applyRelease'), 0);
+  });
+});

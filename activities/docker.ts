@@ -67,7 +67,7 @@ function configHash(info: Docker.ContainerInspectInfo): string {
   const managed = {
     image: info.Config.Image,
     env: [...(info.Config.Env ?? [])].sort(),
-    cmd: info.Config.Cmd ?? null,
+    cmd: (info.Config.Cmd as string[] | undefined) ?? null,
     ports: info.HostConfig.PortBindings ?? {},
     labels: Object.entries(info.Config.Labels ?? {}).sort(),
   };

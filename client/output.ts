@@ -16,11 +16,11 @@ const POLL_MS = 1_000;
 
 /** Waits for the end of a deployment, printing each phase as it starts and ends (when `live`). */
 export async function followProgress(handle: WorkflowHandle, live: boolean): Promise<DeploymentStatus> {
-  let outcome: { status: DeploymentStatus } | undefined;
-  let failure: unknown;
-  const result = handle.result().then(
-    (status: DeploymentStatus) => (outcome = { status }),
-    (error: unknown) => (failure = error ?? new Error('workflow failed')),
+  type Ending = { status: DeploymentStatus } | { error: unknown };
+  let ended: Ending | undefined;
+  const settled = handle.result().then(
+    (status: DeploymentStatus): Ending => (ended = { status }),
+    (error: unknown): Ending => (ended = { error }),
   );
   const shown = new Set<string>();
   let lastState = '';
@@ -29,22 +29,21 @@ export async function followProgress(handle: WorkflowHandle, live: boolean): Pro
     if (status.state !== lastState) printLine(`[${status.state}]`);
     lastState = status.state;
     status.phases.forEach((phase, index) => {
-      const line = phaseLine(phase);
       const key = `${index}:${phase.status}`;
-      if (!shown.has(key)) printLine(`  ${line}`);
+      if (!shown.has(key)) printLine(`  ${phaseLine(phase)}`);
       shown.add(key);
     });
   };
-  while (!outcome && !failure) {
+  while (!ended) {
     try {
       show(await handle.query(statusQuery));
     } catch {
       // no worker has answered yet: try again on the next tick
     }
-    await Promise.race([result, delay(POLL_MS)]);
+    await Promise.race([settled, delay(POLL_MS)]);
   }
-  if (failure) throw failure;
-  const final = (outcome as { status: DeploymentStatus }).status;
-  show(final);
-  return final;
+  const ending = await settled;
+  if ('error' in ending) throw ending.error instanceof Error ? ending.error : new Error(String(ending.error));
+  show(ending.status);
+  return ending.status;
 }

@@ -1,0 +1,23 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { describe, it } from 'node:test';
+import { parse } from 'yaml';
+
+const COMPOSE_FILE = fileURLToPath(new URL('../../../temporal-docker-compose.yml', import.meta.url));
+
+describe('temporal-docker-compose.yml', () => {
+  it('is a valid compose file (docker-compose config)', async () => {
+    const { stdout } = await promisify(execFile)('docker-compose', ['-f', COMPOSE_FILE, 'config'], { timeout: 60_000 });
+    const config = parse(stdout) as { services: Record<string, { environment?: Record<string, string> }> };
+    assert.deepEqual(Object.keys(config.services).sort(), [
+      'deploy-agent-worker',
+      'postgresql',
+      'search-attributes',
+      'temporal',
+      'temporal-ui',
+    ]);
+    assert.equal(config.services['deploy-agent-worker']?.environment?.TEMPORAL_ADDRESS, 'temporal:7233');
+  });
+});

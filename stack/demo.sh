@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The main job: a local Temporal dev server and worker, then the bundled example through deploy, approval,
+# a failing release and its automatic rollback. DEPLOY_AGENT_DEMO_EXIT=1 exits when the flow ends.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash stack/provision.sh
+. stack/node.sh
+npm run --silent build
+exec node dist/client/cli.js demo "$@"

@@ -13,6 +13,7 @@ import type { DeploymentStatus } from '../../domain/deployment.js';
 import type { DeployRequest } from '../../domain/requests.js';
 import { parseSpec, resolveEnvironment } from '../../domain/spec.js';
 import { timeSkippingServerPath } from '../../stack/temporal.js';
+import type { deployWorkflow, rollbackWorkflow } from '../../workflows/index.js';
 import { resolveCompensationUpdate, statusQuery, voteSignal, voteUpdate } from '../../workflows/messages.js';
 import { called, OLD_RELEASE, stubActivities, untilCancelled } from '../support/stub-activities.js';
 import { workflowBundle } from '../support/temporal.js';
@@ -55,7 +56,7 @@ async function withWorker<T>(activities: Activities, work: (taskQueue: string) =
 }
 
 function start(taskQueue: string, deploy: DeployRequest) {
-  return env.client.workflow.start('deployWorkflow', {
+  return env.client.workflow.start<typeof deployWorkflow>('deployWorkflow', {
     taskQueue,
     workflowId: `${deploy.target.service}.${deploy.target.environment}`,
     args: [deploy],
@@ -161,6 +162,8 @@ describe('deploy workflow (time-skipping server)', { timeout: 180_000 }, () => {
     });
     assert.equal(status.state, 'rolled-back');
     assert.equal(status.rollback?.attempts, 2);
+    const history = await env.client.workflow.getHandle(`${status.service}.staging`).fetchHistory();
+    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history);
     assert.deepEqual(status.rollback?.operatorDecisions.map((d) => d.operator), ['oncall']);
     assert.ok(called(calls, 'restoreRelease') >= 2);
   });
@@ -217,5 +220,28 @@ describe('deploy workflow (time-skipping server)', { timeout: 180_000 }, () => {
     assert.equal(status.state, 'rejected');
     assert.match(status.errors.join('\n'), /rejected by bob: freeze week/);
     assert.equal(called(calls, 'applyRelease'), 0);
+  });
+
+  it('rolls back manually only once an approver authorizes it, and compensates a failed restore', async () => {
+    const { activities, calls } = stubActivities({
+      awaitHealthy: () => Promise.reject(ApplicationFailure.nonRetryable('restored release unhealthy', 'Unhealthy')),
+    });
+    const deploy = request('production');
+    const status = await withWorker(activities, async (taskQueue) => {
+      const handle = await env.client.workflow.start<typeof rollbackWorkflow>('rollbackWorkflow', {
+        taskQueue,
+        workflowId: `${deploy.target.service}.production`,
+        args: [{ target: deploy.target, requestedBy: 'oncall', reason: 'bad release' }],
+      });
+      await waitForState(() => handle.query(statusQuery), 'awaiting-approval');
+      assert.equal(called(calls, 'restoreRelease'), 0);
+      await handle.executeUpdate(voteUpdate, { args: [{ approver: 'alice', decision: 'approve' }] });
+      return handle.result();
+    });
+    assert.equal(status.kind, 'rollback');
+    assert.equal(status.state, 'rolled-back');
+    const restores = calls.filter((c) => c.name === 'restoreRelease').map((c) => c.args[0] as { keepCurrent: boolean });
+    assert.deepEqual(restores.map((r) => r.keepCurrent), [true, true]);
+    assert.match(status.rollback?.reason ?? '', /rollback failed: .*restored release unhealthy/);
   });
 });

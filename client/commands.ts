@@ -41,7 +41,7 @@ export interface OutputOptions {
 
 export async function validateCommand(options: { file: string; env: string }): Promise<number> {
   const { spec, file } = await loadSpecFile(options.file);
-  const target = resolveEnvironment(spec, options.env);
+  const target = resolveEnvironment(spec, options.env, options.file);
   printLine(`${file}: valid; ${target.service} in ${target.environment} via Docker at ${target.settings.docker.host}`);
   return 0;
 }
@@ -61,7 +61,7 @@ export async function startDeploy(
 ): Promise<WorkflowHandleWithFirstExecutionRunId | number> {
   const version = versionSchema.safeParse(options.version);
   if (!version.success) return refuse(`--version ${options.version}: ${version.error.issues[0]?.message}`);
-  const target = resolveEnvironment(loaded.spec, options.env);
+  const target = resolveEnvironment(loaded.spec, options.env, loaded.file);
   const request: DeployRequest = {
     target,
     version: version.data,
@@ -106,7 +106,7 @@ export async function rollbackCommand(options: {
   const { spec } = await loadSpecFile(options.file);
   if (options.service && options.service !== spec.service)
     return refuse(`--service ${options.service} does not match service "${spec.service}" of ${options.file}`);
-  const target = resolveEnvironment(spec, options.env);
+  const target = resolveEnvironment(spec, options.env, options.file);
   if (options.to) parseDeploymentId(options.to);
   const request: RollbackRequest = {
     target,
@@ -172,19 +172,21 @@ export async function announceAndMaybeWait(
   return EXIT_CODES[status.state];
 }
 
-function handleOf(client: Client, deploymentId: string): WorkflowHandle {
+/** Parses the id before connecting, so a malformed id is invalid input (exit 2), not an unreachable server. */
+async function connectTo(deploymentId: string): Promise<{ handle: WorkflowHandle }> {
   const { workflowId, runId } = parseDeploymentId(deploymentId);
-  return client.workflow.getHandle(workflowId, runId);
+  const client = await connect();
+  return { handle: client.workflow.getHandle(workflowId, runId) };
 }
 
-export async function castVote(client: Client, deploymentId: string, vote: VoteRequest): Promise<ApprovalRecord> {
-  return handleOf(client, deploymentId).executeUpdate(voteUpdate, { args: [vote] });
+export async function castVote(handle: WorkflowHandle, vote: VoteRequest): Promise<ApprovalRecord> {
+  return handle.executeUpdate(voteUpdate, { args: [vote] });
 }
 
 export async function voteCommand(deploymentId: string, decision: Decision, comment?: string): Promise<number> {
-  const client = await connect();
+  const { handle } = await connectTo(deploymentId);
   try {
-    const record = await castVote(client, deploymentId, { approver: settings.identity(), decision, comment });
+    const record = await castVote(handle, { approver: settings.identity(), decision, comment });
     const approvals = record.votes.filter((v) => v.decision === 'approve').length;
     printLine(`${decision === 'approve' ? 'approved' : 'rejected'} ${deploymentId} (${approvals} of ${record.required} approvals)`);
     return 0;
@@ -195,9 +197,9 @@ export async function voteCommand(deploymentId: string, decision: Decision, comm
 }
 
 export async function resolveCompensationCommand(deploymentId: string, decision: Omit<CompensationDecision, 'operator'>): Promise<number> {
-  const client = await connect();
+  const { handle } = await connectTo(deploymentId);
   try {
-    const answer = await handleOf(client, deploymentId).executeUpdate(resolveCompensationUpdate, {
+    const answer = await handle.executeUpdate(resolveCompensationUpdate, {
       args: [{ ...decision, operator: settings.identity() }],
     });
     printLine(answer);
@@ -216,8 +218,8 @@ export async function fetchStatus(handle: WorkflowHandle): Promise<DeploymentSta
 }
 
 export async function statusCommand(deploymentId: string, options: OutputOptions): Promise<number> {
-  const client = await connect();
-  const status = await fetchStatus(handleOf(client, deploymentId));
+  const { handle } = await connectTo(deploymentId);
+  const status = await fetchStatus(handle);
   if (options.json) printLine(JSON.stringify(status, null, 2));
   else printStatus(status);
   return FINAL_STATES.has(status.state) ? EXIT_CODES[status.state] : 0;

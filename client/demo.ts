@@ -92,7 +92,7 @@ export async function demoCommand(options: { exit?: boolean }): Promise<number> 
       const progress = followProgress(handle, true);
       await waitUntilAwaitingApproval(handle);
       printLine(`  ${approver} approves`);
-      await castVote(client, deploymentId, { approver, decision: 'approve', comment: `demo approval of ${release.version}` });
+      await castVote(handle, { approver, decision: 'approve', comment: `demo approval of ${release.version}` });
       const status = await progress;
       printLine(`\n${renderReport(status)}`);
       outcomes.push(status.state);

@@ -166,11 +166,11 @@ export interface ServiceEnvironment {
   budgets: Budgets;
 }
 
-export function resolveEnvironment(spec: ServiceSpec, environment: string): ServiceEnvironment {
+export function resolveEnvironment(spec: ServiceSpec, environment: string, file = 'the spec'): ServiceEnvironment {
   const settings = spec.environments[environment];
   if (!settings) {
     const known = Object.keys(spec.environments).join(', ');
-    throw new SpecError('(spec)', [`environments.${environment}: not defined (defined: ${known})`]);
+    throw new SpecError(file, [`environments.${environment}: not defined (defined: ${known})`]);
   }
   return { service: spec.service, environment, spec, settings, budgets: budgetsOf(settings) };
 }

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { simpleGit } from 'simple-git';
+import { deploymentIdOf } from '../domain/deployment.js';
 import { renderReport } from '../domain/report.js';
 import { buildServiceImage, startLocalDockerStack } from '../stack/docker.js';
 import { freePort } from '../stack/processes.js';
@@ -87,7 +88,7 @@ export async function demoCommand(options: { exit?: boolean }): Promise<number> 
       printLine(`\n== ci-bot deploys web-shop ${release.version} to production ==`);
       const handle = await startDeploy(client, spec, { env: 'production', version: release.version }, 'ci-bot');
       if (typeof handle === 'number') return handle;
-      const deploymentId = `${handle.workflowId}.${handle.firstExecutionRunId}`;
+      const deploymentId = deploymentIdOf(handle.workflowId, handle.firstExecutionRunId);
       printLine(`deployment ${deploymentId}\n${workflowLink(handle.workflowId, handle.firstExecutionRunId)}`);
       const progress = followProgress(handle, true);
       await waitUntilAwaitingApproval(handle);

@@ -131,6 +131,21 @@ describe('deploys to Docker end to end', { timeout: 900_000 }, () => {
     assert.equal((await liveContainer('production')).Id, before.Id);
   });
 
+  it('exits 4 when the Docker engine is unreachable, with nothing changed', async () => {
+    const elsewhere = join(workDir, 'unreachable.yaml');
+    const port = await freePort();
+    await writeFile(
+      elsewhere,
+      specYaml({ repository: `${docker.registry.address}/web-shop`, dockerHost: `unix://${join(workDir, 'no-engine.sock')}`, hostPort: port }),
+    );
+    const result = await runCli(['deploy', '-f', elsewhere, '--env', 'staging', '--version', '1.1.0', '--wait', '--json'], as('ci-bot'));
+    assert.equal(result.code, 4, result.stdout + result.stderr);
+    const status = JSON.parse(result.stdout) as { state: string; errors: string[]; phases: { name: string }[] };
+    assert.equal(status.state, 'unreachable');
+    assert.match(status.errors.join('\n'), /Docker engine unix:\/\/.*no-engine\.sock is unreachable/);
+    assert.ok(!status.phases.some((p) => p.name === 'apply'));
+  });
+
   it('exits 4 when Temporal is unreachable, and 2 on an invalid spec', async () => {
     const closed = await freePort();
     const unreachable = await runCli(['deploy', '-f', specFile, '--env', 'staging', '--version', '1.1.0'], {

@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash stack/provision.sh
+bash stack/provision-kube.sh
 . stack/node.sh
 npm run --silent build
 npm run --silent lint

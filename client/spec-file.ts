@@ -25,10 +25,11 @@ export async function loadSpecFile(file: string): Promise<LoadedSpec> {
       file,
       document.errors.map((e) => `line ${lineCounter.linePos(e.pos[0]).line}: YAML syntax: ${e.message.split('\n')[0]}`),
     );
+  // A missing field has no node of its own: it is reported at the closest enclosing one.
   const at = (path: PropertyKey[]) => {
-    for (let depth = path.length; depth > 0; depth--) {
-      const node = document.getIn(path.slice(0, depth), true) as { range?: [number, number] } | undefined;
-      if (node?.range) return `line ${lineCounter.linePos(node.range[0]).line}: `;
+    for (let depth = path.length; depth >= 0; depth--) {
+      const node = (depth ? document.getIn(path.slice(0, depth), true) : document.contents) as { range?: number[] } | null;
+      if (node?.range?.[0] !== undefined) return `line ${lineCounter.linePos(node.range[0]).line}: `;
     }
     return '';
   };

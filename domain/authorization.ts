@@ -17,10 +17,10 @@ export interface VotingContext {
  */
 export function refuseVote(context: VotingContext, vote: VoteRequest): string | undefined {
   if (!context.open) return `not awaiting approval (current phase: ${context.phase})`;
-  if (!context.approvers.includes(vote.approver))
-    return `${vote.approver} may not approve in ${context.environment} (approvers: ${context.approvers.join(', ') || 'none'})`;
   if (vote.decision === 'approve' && vote.approver === context.requestedBy)
     return `${vote.approver} requested this deployment and cannot approve it`;
+  if (!context.approvers.includes(vote.approver))
+    return `${vote.approver} may not approve in ${context.environment} (approvers: ${context.approvers.join(', ') || 'none'})`;
   if (context.votes.some((v) => v.approver === vote.approver)) return `${vote.approver} has already voted`;
   return undefined;
 }

@@ -114,7 +114,9 @@ export interface SpecProblem {
 }
 
 export const formatProblem = ({ path, message }: SpecProblem): string =>
-  `${path.length ? path.map(String).join('.') : '(top level)'}: ${message}`;
+  `${path.length ? path.map(String).join('.') : '(top level)'}: ${message.replace(MISSING, 'missing, expected $1')}`;
+
+const MISSING = /^Invalid input: expected (\w+), received undefined$/;
 
 /** Policy checks that need no network: the same in `deploy-agent validate` and the workflow's validation phase. */
 export function policyProblems(spec: ServiceSpec): SpecProblem[] {

@@ -67,9 +67,11 @@ environments:
 
   it('reports missing required fields', async () => {
     const found = await problems('service: web\n');
-    assert.ok(found.some((p) => p.startsWith('target:')));
-    assert.ok(found.some((p) => p.startsWith('image:')));
-    assert.ok(found.some((p) => p.startsWith('environments:')));
+    assert.deepEqual(found, [
+      'line 1: target: expected "docker" (kubernetes comes next)',
+      'line 1: image: missing, expected object',
+      'line 1: environments: missing, expected record',
+    ]);
   });
 
   it('refuses YAML syntax errors with their line', async () => {

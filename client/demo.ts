@@ -1,13 +1,14 @@
 /** The bundled example: a service taken through deploy, approval, a failing version and its automatic rollback. */
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { simpleGit } from 'simple-git';
 import { deploymentIdOf } from '../domain/deployment.js';
 import { renderReport } from '../domain/report.js';
 import { buildServiceImage, startLocalDockerStack } from '../stack/docker.js';
 import { freePort } from '../stack/processes.js';
+import { reportsDirFromEnv } from '../worker/index.js';
 import type { WorkflowHandle } from '@temporalio/client';
 import { castVote, connect, fetchStatus, startDeploy } from './commands.js';
 import { startDevStack, untilInterrupted } from './dev.js';
@@ -74,7 +75,8 @@ export async function demoCommand(options: { exit?: boolean }): Promise<number> 
     const port = await portOr(7233);
     const uiPort = await portOr(port + 1000);
     printLine('Starting the Temporal dev server and a worker...');
-    const temporal = await startDevStack({ port, uiPort, reportsDir: join(workDir, 'reports'), db: join(workDir, 'temporal.db') });
+    const reportsDir = resolve(reportsDirFromEnv());
+    const temporal = await startDevStack({ port, uiPort, reportsDir, db: join(workDir, 'temporal.db'), logLevel: 'ERROR' });
     stops.unshift(() => temporal.stop());
     process.env.TEMPORAL_ADDRESS = temporal.address;
     process.env.TEMPORAL_UI_URL = temporal.uiUrl;
@@ -99,7 +101,7 @@ export async function demoCommand(options: { exit?: boolean }): Promise<number> 
       outcomes.push(status.state);
     }
     printLine(`Outcomes: ${outcomes.join(', ')}. 1.0.0 serves on http://127.0.0.1:${values.PRODUCTION_PORT}/version`);
-    printLine(`Reports: ${join(workDir, 'reports')}\nTemporal Web UI: ${temporal.uiUrl}`);
+    printLine(`Reports: ${reportsDir}\nTemporal Web UI: ${temporal.uiUrl}`);
     if (!exitAtEnd) {
       printLine('\nThe stack stays up for you to look around. Ctrl-C stops it.');
       await untilInterrupted();

@@ -14,8 +14,17 @@ export interface DevStack {
 }
 
 /** A local Temporal dev server with the deploy search attributes registered, and a worker polling it. */
-export async function startDevStack(options: { port: number; uiPort: number; db?: string; reportsDir: string }): Promise<DevStack> {
-  Runtime.install({ logger: new DefaultLogger('WARN') });
+export interface DevStackOptions {
+  port: number;
+  uiPort: number;
+  db?: string;
+  reportsDir: string;
+  /** The worker's log level; the demo keeps activity failures out of its own narrative. */
+  logLevel?: 'WARN' | 'ERROR';
+}
+
+export async function startDevStack(options: DevStackOptions): Promise<DevStack> {
+  Runtime.install({ logger: new DefaultLogger(options.logLevel ?? 'WARN') });
   const environment = await TestWorkflowEnvironment.createLocal({
     server: {
       executable: { type: 'existing-path', path: temporalCliPath() },

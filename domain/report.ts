@@ -7,9 +7,10 @@ function elapsedMs(phase: PhaseRecord): number | undefined {
 
 export function phaseLine(phase: PhaseRecord): string {
   const took = elapsedMs(phase);
-  const timing = took === undefined ? 'running' : formatDuration(took);
-  const budget = phase.budgetMs === undefined ? '' : ` of ${formatDuration(phase.budgetMs)} budget`;
-  return `${phase.name}: ${phase.status} (${timing}${budget})${phase.detail ? ` - ${phase.detail}` : ''}`;
+  const budget = phase.budgetMs === undefined ? undefined : formatDuration(phase.budgetMs);
+  const timing =
+    took === undefined ? (budget ? ` (budget ${budget})` : '') : ` (${formatDuration(took)}${budget ? ` of ${budget} budget` : ''})`;
+  return `${phase.name}: ${phase.status}${timing}${phase.detail ? ` - ${phase.detail}` : ''}`;
 }
 
 /** The human report of a deploy or rollback: change log, timings against budgets, approvals, errors, rollback. */

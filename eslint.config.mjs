@@ -14,7 +14,11 @@ export default tseslint.config(
       '@typescript-eslint/no-floating-promises': [
         'error',
         // node:test reports a failing describe/it itself; their returned promises need no handling.
-        { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['describe', 'it', 'test', 'before', 'after'] }] },
+        {
+          allowForKnownSafeCalls: [
+            { from: 'package', package: 'node:test', name: ['describe', 'it', 'test', 'before', 'after'] },
+          ],
+        },
       ],
       '@typescript-eslint/no-misused-promises': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
@@ -30,7 +34,10 @@ export default tseslint.config(
           paths: nodeBuiltins.map((name) => ({ name, message: 'Workflows must not use Node built-ins.' })),
           patterns: [
             { group: ['**/activities/*', '!**/activities/index.js'], message: 'Import activities as types only.' },
-            { group: ['dockerode', 'simple-git', '@kubernetes/*', 'pino', 'prom-client'], message: 'No I/O in workflows.' },
+            {
+              group: ['dockerode', 'simple-git', '@kubernetes/*', 'pino', 'prom-client'],
+              message: 'No I/O in workflows.',
+            },
           ],
         },
       ],
@@ -44,7 +51,10 @@ export default tseslint.config(
       '@typescript-eslint/consistent-type-imports': ['error', { prefer: 'type-imports' }],
       'no-restricted-syntax': [
         'error',
-        { selector: "ImportDeclaration[source.value=/activities/][importKind!='type']", message: 'Import activities as types only.' },
+        {
+          selector: "ImportDeclaration[source.value=/activities/][importKind!='type']",
+          message: 'Import activities as types only.',
+        },
       ],
     },
   },

@@ -28,7 +28,11 @@ function engine(host: string): Docker {
     docker =
       url.protocol === 'unix:'
         ? new Docker({ socketPath: url.pathname })
-        : new Docker({ host: url.hostname, port: Number(url.port), protocol: url.protocol === 'https:' ? 'https' : 'http' });
+        : new Docker({
+            host: url.hostname,
+            port: Number(url.port),
+            protocol: url.protocol === 'https:' ? 'https' : 'http',
+          });
     engines.set(host, docker);
   }
   return docker;
@@ -68,7 +72,7 @@ function configHash(info: Docker.ContainerInspectInfo): string {
     image: info.Config.Image,
     env: [...(info.Config.Env ?? [])].sort(),
     cmd: (info.Config.Cmd as string[] | undefined) ?? null,
-    ports: info.HostConfig.PortBindings ?? {},
+    ports: (info.HostConfig.PortBindings as Record<string, unknown> | undefined) ?? {},
     labels: Object.entries(info.Config.Labels ?? {}).sort(),
   };
   return `sha256:${createHash('sha256').update(JSON.stringify(managed)).digest('hex')}`;
@@ -97,7 +101,10 @@ export interface DockerEnvironmentReport {
 }
 
 /** Environment compatibility and dependency verification, in one look at the engine. */
-export async function inspectDockerEnvironment(target: DockerTarget, dependsOn: string[]): Promise<DockerEnvironmentReport> {
+export async function inspectDockerEnvironment(
+  target: DockerTarget,
+  dependsOn: string[],
+): Promise<DockerEnvironmentReport> {
   return call(target, async (docker) => {
     const version = await docker.version();
     const problems: string[] = [];
@@ -115,7 +122,12 @@ export async function inspectDockerEnvironment(target: DockerTarget, dependsOn: 
       else if (info.State.Health?.Status === 'unhealthy')
         problems.push(`dependency ${dependency} is unhealthy in ${target.environment}`);
     }
-    return { engineVersion: version.Version, apiVersion: version.ApiVersion, current: releaseStateOf(current), problems };
+    return {
+      engineVersion: version.Version,
+      apiVersion: version.ApiVersion,
+      current: releaseStateOf(current),
+      problems,
+    };
   });
 }
 
@@ -149,7 +161,11 @@ export async function snapshotRelease(target: DockerTarget): Promise<ReleaseStat
 async function pull(docker: Docker, reference: string): Promise<void> {
   const stream = await docker.pull(reference);
   await new Promise<void>((resolve, reject) => {
-    docker.modem.followProgress(stream, (error) => (error ? reject(error) : resolve()), () => heartbeat('pulling'));
+    docker.modem.followProgress(
+      stream,
+      (error) => (error ? reject(error) : resolve()),
+      () => heartbeat('pulling'),
+    );
   });
 }
 

@@ -5,7 +5,10 @@ const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOENT', 'EHOSTUNREACH', 'ET
 
 /** Retryable: the workflow's retry policy decides how long a target may stay unreachable. */
 export function unreachable(what: string, cause: unknown): ApplicationFailure {
-  return ApplicationFailure.create({ type: FailureType.unreachable, message: `${what} is unreachable: ${messageOf(cause)}` });
+  return ApplicationFailure.create({
+    type: FailureType.unreachable,
+    message: `${what} is unreachable: ${messageOf(cause)}`,
+  });
 }
 
 export function invalid(message: string): ApplicationFailure {

@@ -14,7 +14,12 @@ export interface ChangeQuery {
 const refOf = (pattern: string, version: string) => pattern.replaceAll('{version}', version);
 
 /** Change identification: the commits and files between the deployed version and the requested one. */
-export async function trackChanges({ repository, refPattern, fromVersion, toVersion }: ChangeQuery): Promise<ChangeSet> {
+export async function trackChanges({
+  repository,
+  refPattern,
+  fromVersion,
+  toVersion,
+}: ChangeQuery): Promise<ChangeSet> {
   const git = simpleGit({ baseDir: repository, timeout: { block: 20_000 } });
   const toRef = refOf(refPattern, toVersion);
   const fromRef = fromVersion === undefined ? undefined : refOf(refPattern, fromVersion);
@@ -38,12 +43,16 @@ export async function trackChanges({ repository, refPattern, fromVersion, toVers
   const files = from
     ? (await git.diffSummary([from, to])).files.map((f) => ({
         path: f.file,
-        change: 'binary' in f && f.binary ? 'binary' : `+${'insertions' in f ? f.insertions : 0} -${'deletions' in f ? f.deletions : 0}`,
+        change:
+          'binary' in f && f.binary
+            ? 'binary'
+            : `+${'insertions' in f ? f.insertions : 0} -${'deletions' in f ? f.deletions : 0}`,
       }))
     : [];
   let note: string | undefined;
   if (fromVersion === undefined) note = 'first deployment to this environment: history up to the requested version';
-  else if (!from) note = `the deployed version's ref ${fromRef} is not in the repository: history up to the requested version`;
+  else if (!from)
+    note = `the deployed version's ref ${fromRef} is not in the repository: history up to the requested version`;
   else if (commits.length === 0) note = 'no commits between the deployed and the requested version';
   return {
     fromVersion,

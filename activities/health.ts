@@ -42,7 +42,8 @@ export async function awaitHealthy(probe: HealthProbe): Promise<string> {
   for (;;) {
     attempts += 1;
     problem = await probeOnce(probe);
-    if (problem === undefined) return `healthy after ${attempts} probe(s) of ${probe.check.type} ${probe.host}:${probe.port}`;
+    if (problem === undefined)
+      return `healthy after ${attempts} probe(s) of ${probe.check.type} ${probe.host}:${probe.port}`;
     heartbeat({ attempts, problem });
     if (Date.now() + probe.check.interval > deadline) break;
     await context.sleep(probe.check.interval);

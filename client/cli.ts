@@ -33,7 +33,11 @@ program
   .option('--port <port>', 'Temporal frontend port', '7233')
   .option('--ui-port <port>', 'Temporal Web UI port', '8233')
   .option('--db <file>', 'persist the dev server state in this SQLite file')
-  .action(run(async (options: { port: string; uiPort: string; db?: string }) => (await import('./dev.js')).devCommand(options)));
+  .action(
+    run(async (options: { port: string; uiPort: string; db?: string }) =>
+      (await import('./dev.js')).devCommand(options),
+    ),
+  );
 
 program
   .command('demo')
@@ -89,7 +93,9 @@ program
   .addOption(new Option('--action <action>').choices(['retry', 'abandon']).makeOptionMandatory())
   .option('--reason <text>', 'recorded with the decision')
   .action(
-    run((id: string, options: { action: 'retry' | 'abandon'; reason?: string }) => resolveCompensationCommand(id, options)),
+    run((id: string, options: { action: 'retry' | 'abandon'; reason?: string }) =>
+      resolveCompensationCommand(id, options),
+    ),
   );
 
 program
@@ -130,7 +136,9 @@ async function main(): Promise<number> {
       return EXIT_INVALID_INPUT;
     }
     if (isUnreachable(error)) {
-      process.stderr.write(`deploy-agent: Temporal at ${settings.address()} is unreachable: ${(error as Error).message}\n`);
+      process.stderr.write(
+        `deploy-agent: Temporal at ${settings.address()} is unreachable: ${(error as Error).message}\n`,
+      );
       return EXIT_UNREACHABLE;
     }
     process.stderr.write(`deploy-agent: ${error instanceof Error ? error.message : String(error)}\n`);

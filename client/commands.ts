@@ -86,7 +86,9 @@ export async function startDeploy(
   );
 }
 
-export async function deployCommand(options: DeployOptions & { file: string; wait?: boolean; json?: boolean }): Promise<number> {
+export async function deployCommand(
+  options: DeployOptions & { file: string; wait?: boolean; json?: boolean },
+): Promise<number> {
   const loaded = await loadSpecFile(options.file);
   const client = await connect();
   const handle = await startDeploy(client, loaded, options, settings.identity());
@@ -188,15 +190,21 @@ export async function voteCommand(deploymentId: string, decision: Decision, comm
   try {
     const record = await castVote(handle, { approver: settings.identity(), decision, comment });
     const approvals = record.votes.filter((v) => v.decision === 'approve').length;
-    printLine(`${decision === 'approve' ? 'approved' : 'rejected'} ${deploymentId} (${approvals} of ${record.required} approvals)`);
+    printLine(
+      `${decision === 'approve' ? 'approved' : 'rejected'} ${deploymentId} (${approvals} of ${record.required} approvals)`,
+    );
     return 0;
   } catch (error) {
-    if (error instanceof WorkflowUpdateFailedError) return refuse(`vote refused: ${error.cause?.message ?? error.message}`);
+    if (error instanceof WorkflowUpdateFailedError)
+      return refuse(`vote refused: ${error.cause?.message ?? error.message}`);
     throw error;
   }
 }
 
-export async function resolveCompensationCommand(deploymentId: string, decision: Omit<CompensationDecision, 'operator'>): Promise<number> {
+export async function resolveCompensationCommand(
+  deploymentId: string,
+  decision: Omit<CompensationDecision, 'operator'>,
+): Promise<number> {
   const { handle } = await connectTo(deploymentId);
   try {
     const answer = await handle.executeUpdate(resolveCompensationUpdate, {
@@ -247,7 +255,9 @@ export async function listCommand(options: OutputOptions & { service?: string; e
   if (options.json) printLine(JSON.stringify(rows, null, 2));
   else
     for (const r of rows)
-      printLine(`${r.startedAt}  ${r.kind.padEnd(8)} ${(r.status ?? '?').padEnd(19)} ${r.version ?? '-'}  ${r.deploymentId}`);
+      printLine(
+        `${r.startedAt}  ${r.kind.padEnd(8)} ${(r.status ?? '?').padEnd(19)} ${r.version ?? '-'}  ${r.deploymentId}`,
+      );
   return 0;
 }
 

@@ -70,13 +70,22 @@ export async function demoCommand(options: { exit?: boolean }): Promise<number> 
     };
     const specFile = join(workDir, 'deploy.yaml');
     const template = await readFile(TEMPLATE, 'utf8');
-    await writeFile(specFile, template.replace(/\$\{(\w+)\}/g, (_, name: string) => values[name] ?? ''));
+    await writeFile(
+      specFile,
+      template.replace(/\$\{(\w+)\}/g, (_, name: string) => values[name] ?? ''),
+    );
 
     const port = await portOr(7233);
     const uiPort = await portOr(port + 1000);
     printLine('Starting the Temporal dev server and a worker...');
     const reportsDir = resolve(reportsDirFromEnv());
-    const temporal = await startDevStack({ port, uiPort, reportsDir, db: join(workDir, 'temporal.db'), logLevel: 'ERROR' });
+    const temporal = await startDevStack({
+      port,
+      uiPort,
+      reportsDir,
+      db: join(workDir, 'temporal.db'),
+      logLevel: 'ERROR',
+    });
     stops.unshift(() => temporal.stop());
     process.env.TEMPORAL_ADDRESS = temporal.address;
     process.env.TEMPORAL_UI_URL = temporal.uiUrl;

@@ -38,7 +38,11 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     },
   });
   const namespace = environment.namespace ?? 'default';
-  const worker = await createWorker({ connection: environment.nativeConnection, namespace, reportsDir: options.reportsDir });
+  const worker = await createWorker({
+    connection: environment.nativeConnection,
+    namespace,
+    reportsDir: options.reportsDir,
+  });
   const running = worker.run();
   return {
     address: `127.0.0.1:${options.port}`,

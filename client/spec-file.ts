@@ -1,7 +1,14 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
-import { formatProblem, policyProblems, type ServiceSpec, serviceSpecSchema, type SpecProblem, SpecError } from '../domain/spec.js';
+import {
+  formatProblem,
+  policyProblems,
+  type ServiceSpec,
+  serviceSpecSchema,
+  type SpecProblem,
+  SpecError,
+} from '../domain/spec.js';
 
 export interface LoadedSpec {
   file: string;
@@ -23,12 +30,16 @@ export async function loadSpecFile(file: string): Promise<LoadedSpec> {
   if (document.errors.length)
     throw new SpecError(
       file,
-      document.errors.map((e) => `line ${lineCounter.linePos(e.pos[0]).line}: YAML syntax: ${e.message.split('\n')[0]}`),
+      document.errors.map(
+        (e) => `line ${lineCounter.linePos(e.pos[0]).line}: YAML syntax: ${e.message.split('\n')[0]}`,
+      ),
     );
   // A missing field has no node of its own: it is reported at the closest enclosing one.
   const at = (path: PropertyKey[]) => {
     for (let depth = path.length; depth >= 0; depth--) {
-      const node = (depth ? document.getIn(path.slice(0, depth), true) : document.contents) as { range?: number[] } | null;
+      const node = (depth ? document.getIn(path.slice(0, depth), true) : document.contents) as {
+        range?: number[];
+      } | null;
       if (node?.range?.[0] !== undefined) return `line ${lineCounter.linePos(node.range[0]).line}: `;
     }
     return '';

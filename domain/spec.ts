@@ -14,9 +14,9 @@ export type BudgetName = keyof typeof DEFAULT_BUDGETS;
 const DEFAULT_APPROVAL_DEADLINE = 24 * 3_600_000;
 
 /** DNS-label names: safe in container names, Kubernetes objects, workflow ids and search attributes alike. */
-const nameSchema = z
-  .string({ error: 'expected a name' })
-  .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, { error: 'expected lowercase letters, digits and dashes (a DNS label)' });
+const nameSchema = z.string({ error: 'expected a name' }).regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, {
+  error: 'expected lowercase letters, digits and dashes (a DNS label)',
+});
 
 const identitySchema = z.string().min(1, { error: 'expected a user name' });
 
@@ -78,7 +78,9 @@ export const serviceSpecSchema = z.strictObject({
   target: z.literal('docker', { error: 'expected "docker" (kubernetes comes next)' }),
   image: z.strictObject({
     /** Repository without tag, e.g. registry.example.com/team/web-shop; the version is the tag. */
-    repository: z.string().regex(/^[a-z0-9]+([._:/-][a-z0-9]+)*$/, { error: 'expected an image repository without tag' }),
+    repository: z
+      .string()
+      .regex(/^[a-z0-9]+([._:/-][a-z0-9]+)*$/, { error: 'expected an image repository without tag' }),
   }),
   container: z
     .strictObject({
@@ -128,7 +130,10 @@ export function policyProblems(spec: ServiceSpec): SpecProblem[] {
     if (env.protected && env.deployers.length === 0)
       problems.push({ path: at('deployers'), message: 'a protected environment needs a list of who may deploy' });
     if (env.rollbackRequiresApproval && env.approval.approvers.length === 0)
-      problems.push({ path: at('approval', 'approvers'), message: 'rollback authorization needs at least one approver' });
+      problems.push({
+        path: at('approval', 'approvers'),
+        message: 'rollback authorization needs at least one approver',
+      });
     for (const key of Object.keys(env.docker.env).filter((k) => SECRET_NAME.test(k)))
       problems.push({ path: at('docker', 'env', key), message: SECRET_MESSAGE });
   }

@@ -13,7 +13,13 @@ export interface WorkerSettings extends ActivityDependencies {
   workflowBundle?: WorkerOptions['workflowBundle'];
 }
 
-export async function createWorker({ connection, namespace, taskQueue, workflowBundle, ...dependencies }: WorkerSettings): Promise<Worker> {
+export async function createWorker({
+  connection,
+  namespace,
+  taskQueue,
+  workflowBundle,
+  ...dependencies
+}: WorkerSettings): Promise<Worker> {
   return Worker.create({
     connection,
     namespace,

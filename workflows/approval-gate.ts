@@ -1,6 +1,12 @@
 import { ApplicationFailure, condition, setHandler } from '@temporalio/workflow';
 import { refuseVote } from '../domain/authorization.js';
-import { type ApprovalRecord, FailureType, type Vote, type VoteRequest, voteRequestSchema } from '../domain/deployment.js';
+import {
+  type ApprovalRecord,
+  FailureType,
+  type Vote,
+  type VoteRequest,
+  voteRequestSchema,
+} from '../domain/deployment.js';
 import { describeIssues } from '../domain/spec.js';
 import { voteSignal, voteUpdate } from './messages.js';
 import type { Runbook } from './runbook.js';
@@ -80,7 +86,10 @@ export class ApprovalGate {
     this.record.deadline = new Date(Date.now() + this.deadlineMs).toISOString();
     this.open = true;
     this.runbook.setState('awaiting-approval');
-    const decided = await condition(() => this.rejectedBy !== undefined || this.approvals >= this.record.required, this.deadlineMs);
+    const decided = await condition(
+      () => this.rejectedBy !== undefined || this.approvals >= this.record.required,
+      this.deadlineMs,
+    );
     this.open = false;
     this.runbook.setState('running');
     const rejection = this.rejectedBy;

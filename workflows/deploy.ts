@@ -59,7 +59,13 @@ export async function deployWorkflow(request: DeployRequest): Promise<Deployment
       );
     } else runbook.skip('track-changes', 'no source repository in the spec');
 
-    if (settings.approval.required > 0) await runbook.phase('approval', undefined, () => gate.passed(), (who) => who);
+    if (settings.approval.required > 0)
+      await runbook.phase(
+        'approval',
+        undefined,
+        () => gate.passed(),
+        (who) => who,
+      );
     else runbook.skip('approval', `not required in ${target.environment}`);
 
     const rollbackPoint = await runbook.phase(
@@ -92,7 +98,12 @@ export async function deployWorkflow(request: DeployRequest): Promise<Deployment
 export async function report(runbook: Runbook, state: DeploymentState, budgetMs: number): Promise<void> {
   runbook.finish(state);
   try {
-    runbook.status.reportPath = await runbook.phase('report', budgetMs, () => publishReport(runbook.status), (p) => p);
+    runbook.status.reportPath = await runbook.phase(
+      'report',
+      budgetMs,
+      () => publishReport(runbook.status),
+      (p) => p,
+    );
   } catch {
     // already recorded in the status by the phase
   }

@@ -1,12 +1,7 @@
 /** Messages of the deploy and rollback workflows: the one definition shared by workflows, worker and CLI. */
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type {
-  ApprovalRecord,
-  CompensationDecision,
-  DeploymentStatus,
-  VoteRequest,
-} from '../domain/deployment.js';
+import type { ApprovalRecord, CompensationDecision, DeploymentStatus, VoteRequest } from '../domain/deployment.js';
 
 /** Approve or reject, validated before it reaches history: what the CLI uses. */
 export const voteUpdate = defineUpdate<ApprovalRecord, [VoteRequest]>('vote');

@@ -43,7 +43,13 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Deploy
     runbook.status.version = wanted.version;
     if (wanted.version) upsertSearchAttributes([{ key: searchAttributes.version, value: wanted.version }]);
 
-    if (settings.rollbackRequiresApproval) await runbook.phase('authorization', undefined, () => gate.passed(), (w) => w);
+    if (settings.rollbackRequiresApproval)
+      await runbook.phase(
+        'authorization',
+        undefined,
+        () => gate.passed(),
+        (w) => w,
+      );
     else runbook.skip('authorization', `not required in ${target.environment}`);
 
     const rollbackPoint = await runbook.phase('rollback-point', budgets.rollback, () => snapshotRelease(docker));
@@ -51,8 +57,18 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Deploy
     try {
       await withinBudget('rollback', budgets.rollback, async () => {
         runbook.status.applied = wanted;
-        await runbook.phase('restore', undefined, () => restoreAndVerify(docker, wanted, true), () => 'consistency verified');
-        await runbook.phase('verify', undefined, () => awaitHealthy(target, docker), (detail) => detail);
+        await runbook.phase(
+          'restore',
+          undefined,
+          () => restoreAndVerify(docker, wanted, true),
+          () => 'consistency verified',
+        );
+        await runbook.phase(
+          'verify',
+          undefined,
+          () => awaitHealthy(target, docker),
+          (detail) => detail,
+        );
       });
       state = 'succeeded';
     } catch (error) {

@@ -76,7 +76,10 @@ export function stateForFailure(error: unknown): DeploymentState {
   }
 }
 
-export type StatusInit = Omit<DeploymentStatus, 'deploymentId' | 'startedAt' | 'state' | 'phase' | 'phases' | 'errors' | 'checks'>;
+export type StatusInit = Omit<
+  DeploymentStatus,
+  'deploymentId' | 'startedAt' | 'state' | 'phase' | 'phases' | 'errors' | 'checks'
+>;
 
 export class Runbook {
   readonly status: DeploymentStatus;
@@ -109,14 +112,24 @@ export class Runbook {
   }
 
   /** Runs one step of the runbook, recorded with its timing against its budget (when it has one). */
-  async phase<T>(name: string, budgetMs: number | undefined, work: () => Promise<T>, describe?: (result: T) => string): Promise<T> {
+  async phase<T>(
+    name: string,
+    budgetMs: number | undefined,
+    work: () => Promise<T>,
+    describe?: (result: T) => string,
+  ): Promise<T> {
     const record = { name, budgetMs, startedAt: new Date().toISOString(), status: 'running' as const };
     const index = this.status.phases.push(record) - 1;
     this.status.phase = name;
     this.showDetails();
     try {
       const result = budgetMs === undefined ? await work() : await withinBudget(`phase ${name}`, budgetMs, work);
-      this.status.phases[index] = { ...record, endedAt: new Date().toISOString(), status: 'succeeded', detail: describe?.(result) };
+      this.status.phases[index] = {
+        ...record,
+        endedAt: new Date().toISOString(),
+        status: 'succeeded',
+        detail: describe?.(result),
+      };
       return result;
     } catch (error) {
       const detail = describeError(error);

@@ -20,14 +20,23 @@ const look = proxyActivities<Activities>({
 const change = proxyActivities<Activities>({
   startToCloseTimeout: '2m',
   heartbeatTimeout: '30s',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', nonRetryableErrorTypes: NOT_RETRYABLE },
+  retry: {
+    initialInterval: '1s',
+    backoffCoefficient: 2,
+    maximumInterval: '10s',
+    nonRetryableErrorTypes: NOT_RETRYABLE,
+  },
 });
 
 export const { trackChanges, publishReport } = look;
 export const { snapshotRelease, findKeptRelease, pruneHistory } = look;
 
 /** Configuration, permission, environment compatibility and dependency checks; all problems reported at once. */
-export async function validateTarget(runbook: Runbook, target: ServiceEnvironment, requestedBy: string): Promise<ReleaseState> {
+export async function validateTarget(
+  runbook: Runbook,
+  target: ServiceEnvironment,
+  requestedBy: string,
+): Promise<ReleaseState> {
   const docker = dockerTargetOf(target);
   const record = (check: string, problems: string[], ok: string) => {
     runbook.status.checks.push({ check, passed: problems.length === 0, detail: problems.join('; ') || ok });
@@ -39,11 +48,21 @@ export async function validateTarget(runbook: Runbook, target: ServiceEnvironmen
     throw ApplicationFailure.create({ type: FailureType.forbidden, nonRetryable: true, message: forbidden });
   }
   record('permission', [], `${requestedBy} may deploy to ${target.environment}`);
-  const problems = record('configuration and security policy', policyProblems(target.spec).map(formatProblem), 'spec satisfies policy');
+  const problems = record(
+    'configuration and security policy',
+    policyProblems(target.spec).map(formatProblem),
+    'spec satisfies policy',
+  );
   const environment = await look.inspectDockerEnvironment(docker, target.spec.dependsOn);
   const compatibility = environment.problems.filter((p) => !p.startsWith('dependency'));
   const dependencies = environment.problems.filter((p) => p.startsWith('dependency'));
-  problems.push(...record('environment compatibility', compatibility, `Docker ${environment.engineVersion}, API ${environment.apiVersion}`));
+  problems.push(
+    ...record(
+      'environment compatibility',
+      compatibility,
+      `Docker ${environment.engineVersion}, API ${environment.apiVersion}`,
+    ),
+  );
   const dependsOn = target.spec.dependsOn.join(', ');
   problems.push(...record('dependencies', dependencies, dependsOn ? `running: ${dependsOn}` : 'none declared'));
   if (problems.length)
@@ -51,13 +70,22 @@ export async function validateTarget(runbook: Runbook, target: ServiceEnvironmen
   return environment.current;
 }
 
-export async function pinImage(runbook: Runbook, docker: DockerTarget, repository: string, version: string): Promise<PinnedImage> {
+export async function pinImage(
+  runbook: Runbook,
+  docker: DockerTarget,
+  repository: string,
+  version: string,
+): Promise<PinnedImage> {
   try {
     const image = await look.resolveImage(docker, repository, version);
     runbook.status.checks.push({ check: 'image pinned by digest', passed: true, detail: image.reference });
     return image;
   } catch (error) {
-    runbook.status.checks.push({ check: 'image pinned by digest', passed: false, detail: `${repository}:${version} not resolvable` });
+    runbook.status.checks.push({
+      check: 'image pinned by digest',
+      passed: false,
+      detail: `${repository}:${version} not resolvable`,
+    });
     throw error;
   }
 }
@@ -74,7 +102,12 @@ export async function applyAndAwaitHealthy(
     () => change.applyRelease({ target: docker, ...release }),
     (state) => `container ${state.handle?.slice(0, 12)} running ${release.image.reference}`,
   );
-  await runbook.phase('verify', undefined, () => awaitHealthy(target, docker), (detail) => detail);
+  await runbook.phase(
+    'verify',
+    undefined,
+    () => awaitHealthy(target, docker),
+    (detail) => detail,
+  );
 }
 
 export function awaitHealthy(target: ServiceEnvironment, docker: DockerTarget): Promise<string> {
@@ -87,11 +120,17 @@ export function awaitHealthy(target: ServiceEnvironment, docker: DockerTarget): 
 }
 
 /** Brings back `to` exactly and proves it: the data-consistency verification every restore ends with. */
-export async function restoreAndVerify(docker: DockerTarget, to: ReleaseState, keepCurrent: boolean): Promise<ConsistencyReport> {
+export async function restoreAndVerify(
+  docker: DockerTarget,
+  to: ReleaseState,
+  keepCurrent: boolean,
+): Promise<ConsistencyReport> {
   await change.restoreRelease({ target: docker, to, keepCurrent });
   const consistency = await look.verifyRelease(docker, to);
   if (!consistency.consistent) {
-    const differences = consistency.checks.filter((c) => !c.equal).map((c) => `${c.field} is ${c.actual}, expected ${c.expected}`);
+    const differences = consistency.checks
+      .filter((c) => !c.equal)
+      .map((c) => `${c.field} is ${c.actual}, expected ${c.expected}`);
     throw ApplicationFailure.create({
       type: FailureType.inconsistent,
       nonRetryable: true,

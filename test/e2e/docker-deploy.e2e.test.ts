@@ -36,7 +36,11 @@ describe('deploys to Docker end to end', { timeout: 900_000 }, () => {
     docker = await startLocalDockerStack(join(workDir, 'docker'));
     engine = new Docker({ socketPath: docker.engine.socketPath });
     const repository = `${docker.registry.address}/web-shop`;
-    for (const [v, healthy] of [['1.0.0', true], ['1.1.0', true], ['2.0.0', false]] as const)
+    for (const [v, healthy] of [
+      ['1.0.0', true],
+      ['1.1.0', true],
+      ['2.0.0', false],
+    ] as const)
       digests[v] = (await buildServiceImage(docker, { repository, version: v, healthy })).digest;
 
     const source = join(workDir, 'source');
@@ -50,7 +54,15 @@ describe('deploys to Docker end to end', { timeout: 900_000 }, () => {
 
     stagingPort = await freePort();
     specFile = join(workDir, 'deploy.yaml');
-    await writeFile(specFile, specYaml({ repository, dockerHost: docker.engine.dockerHost, hostPort: stagingPort, sourceRepository: './source' }));
+    await writeFile(
+      specFile,
+      specYaml({
+        repository,
+        dockerHost: docker.engine.dockerHost,
+        hostPort: stagingPort,
+        sourceRepository: './source',
+      }),
+    );
     const port = await freePort();
     temporal = await startDevStack({ port, uiPort: await freePort(), reportsDir: join(workDir, 'reports') });
     env = { TEMPORAL_ADDRESS: temporal.address, TEMPORAL_UI_URL: temporal.uiUrl };
@@ -63,7 +75,10 @@ describe('deploys to Docker end to end', { timeout: 900_000 }, () => {
   });
 
   it('deploys a version and reports it (exit 0)', async () => {
-    const result = await runCli(['deploy', '-f', specFile, '--env', 'staging', '--version', '1.0.0', '--wait'], as('ci-bot'));
+    const result = await runCli(
+      ['deploy', '-f', specFile, '--env', 'staging', '--version', '1.0.0', '--wait'],
+      as('ci-bot'),
+    );
     assert.equal(result.code, 0, result.stdout + result.stderr);
     assert.match(result.stdout, /validate: succeeded/);
     assert.match(result.stdout, /track-changes: succeeded .* 1 commits/);
@@ -75,7 +90,10 @@ describe('deploys to Docker end to end', { timeout: 900_000 }, () => {
 
   it('rolls back a release whose health check fails (exit 1) to the previous container, verified', async () => {
     const before = await liveContainer('staging');
-    const result = await runCli(['deploy', '-f', specFile, '--env', 'staging', '--version', '2.0.0', '--wait', '--json'], as('ci-bot'));
+    const result = await runCli(
+      ['deploy', '-f', specFile, '--env', 'staging', '--version', '2.0.0', '--wait', '--json'],
+      as('ci-bot'),
+    );
     assert.equal(result.code, 1, result.stdout + result.stderr);
     const status = JSON.parse(result.stdout) as { state: string; rollback: { consistency: { consistent: boolean } } };
     assert.equal(status.state, 'rolled-back');
@@ -88,10 +106,16 @@ describe('deploys to Docker end to end', { timeout: 900_000 }, () => {
   });
 
   it('rolls back manually to the previous release', async () => {
-    const upgrade = await runCli(['deploy', '-f', specFile, '--env', 'staging', '--version', '1.1.0', '--wait'], as('ci-bot'));
+    const upgrade = await runCli(
+      ['deploy', '-f', specFile, '--env', 'staging', '--version', '1.1.0', '--wait'],
+      as('ci-bot'),
+    );
     assert.equal(upgrade.code, 0, upgrade.stdout + upgrade.stderr);
     assert.equal(await version(stagingPort), '1.1.0\n');
-    const rollback = await runCli(['rollback', '-f', specFile, '--service', 'web-shop', '--env', 'staging', '--wait'], as('oncall'));
+    const rollback = await runCli(
+      ['rollback', '-f', specFile, '--service', 'web-shop', '--env', 'staging', '--wait'],
+      as('oncall'),
+    );
     assert.equal(rollback.code, 0, rollback.stdout + rollback.stderr);
     assert.match(rollback.stdout, /Consistency|restore: succeeded/);
     assert.equal(await version(stagingPort), '1.0.0\n');
@@ -121,7 +145,10 @@ describe('deploys to Docker end to end', { timeout: 900_000 }, () => {
 
   it('ends a rejected deploy with exit 3 without touching production', async () => {
     const before = await liveContainer('production');
-    const waiting = runCli(['deploy', '-f', specFile, '--env', 'production', '--version', '1.1.0', '--wait'], as('ci-bot'));
+    const waiting = runCli(
+      ['deploy', '-f', specFile, '--env', 'production', '--version', '1.1.0', '--wait'],
+      as('ci-bot'),
+    );
     const id = await runningDeployment('production');
     const rejected = await runCli(['reject', id, '--comment', 'not during the sale'], as('bob'));
     assert.equal(rejected.code, 0, rejected.stderr);
@@ -136,9 +163,16 @@ describe('deploys to Docker end to end', { timeout: 900_000 }, () => {
     const port = await freePort();
     await writeFile(
       elsewhere,
-      specYaml({ repository: `${docker.registry.address}/web-shop`, dockerHost: `unix://${join(workDir, 'no-engine.sock')}`, hostPort: port }),
+      specYaml({
+        repository: `${docker.registry.address}/web-shop`,
+        dockerHost: `unix://${join(workDir, 'no-engine.sock')}`,
+        hostPort: port,
+      }),
     );
-    const result = await runCli(['deploy', '-f', elsewhere, '--env', 'staging', '--version', '1.1.0', '--wait', '--json'], as('ci-bot'));
+    const result = await runCli(
+      ['deploy', '-f', elsewhere, '--env', 'staging', '--version', '1.1.0', '--wait', '--json'],
+      as('ci-bot'),
+    );
     assert.equal(result.code, 4, result.stdout + result.stderr);
     const status = JSON.parse(result.stdout) as { state: string; errors: string[]; phases: { name: string }[] };
     assert.equal(status.state, 'unreachable');

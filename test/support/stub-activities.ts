@@ -30,7 +30,8 @@ export function stubActivities(overrides: Partial<Activities> = {}): { activitie
   const defaults: Activities = {
     inspectDockerEnvironment: () =>
       Promise.resolve({ engineVersion: '20.10', apiVersion: '1.41', current: OLD_RELEASE, problems: [] }),
-    resolveImage: (_target, repository) => Promise.resolve({ reference: `${repository}@${NEW_DIGEST}`, digest: NEW_DIGEST }),
+    resolveImage: (_target, repository) =>
+      Promise.resolve({ reference: `${repository}@${NEW_DIGEST}`, digest: NEW_DIGEST }),
     snapshotRelease: () => Promise.resolve(OLD_RELEASE),
     applyRelease: ({ deploymentId, version }) =>
       Promise.resolve({ ...OLD_RELEASE, handle: 'beef', deploymentId, version, imageDigest: NEW_DIGEST }),
@@ -38,7 +39,17 @@ export function stubActivities(overrides: Partial<Activities> = {}): { activitie
     findKeptRelease: () => Promise.resolve(OLD_RELEASE),
     restoreRelease: ({ to }) => Promise.resolve(to),
     verifyRelease: (_target, expected) =>
-      Promise.resolve({ consistent: true, checks: [{ field: 'imageDigest', expected: expected.imageDigest ?? '-', actual: expected.imageDigest ?? '-', equal: true }] }),
+      Promise.resolve({
+        consistent: true,
+        checks: [
+          {
+            field: 'imageDigest',
+            expected: expected.imageDigest ?? '-',
+            actual: expected.imageDigest ?? '-',
+            equal: true,
+          },
+        ],
+      }),
     awaitHealthy: () => Promise.resolve('healthy'),
     trackChanges: ({ toVersion }) =>
       Promise.resolve({ toVersion, toRef: `v${toVersion}`, commits: [], files: [], truncated: false }),

@@ -17,10 +17,16 @@ describe('approval authorization', () => {
     assert.equal(refuseVote(open, { approver: 'alice', decision: 'approve' }), undefined);
   });
   it('refuses votes outside the approval phase', () => {
-    assert.match(refuseVote({ ...open, open: false, phase: 'apply' }, { approver: 'alice', decision: 'approve' }) ?? '', /not awaiting approval \(current phase: apply\)/);
+    assert.match(
+      refuseVote({ ...open, open: false, phase: 'apply' }, { approver: 'alice', decision: 'approve' }) ?? '',
+      /not awaiting approval \(current phase: apply\)/,
+    );
   });
   it('refuses approvers not allowed in the environment', () => {
-    assert.match(refuseVote(open, { approver: 'mallory', decision: 'approve' }) ?? '', /mallory may not approve in production/);
+    assert.match(
+      refuseVote(open, { approver: 'mallory', decision: 'approve' }) ?? '',
+      /mallory may not approve in production/,
+    );
   });
   it('refuses the requester approving their own deployment', () => {
     assert.match(refuseVote(open, { approver: 'ci-bot', decision: 'approve' }) ?? '', /requested this deployment/);
@@ -31,7 +37,15 @@ describe('approval authorization', () => {
   });
   it('restricts who may deploy to an environment', () => {
     const spec = parseSpec(
-      { service: 'web', target: 'docker', image: { repository: 'r/web' }, environments: { prod: { docker: { host: 'unix:///x', hostPort: 1 }, deployers: ['ci-bot'] }, dev: { docker: { host: 'unix:///x', hostPort: 2 } } } },
+      {
+        service: 'web',
+        target: 'docker',
+        image: { repository: 'r/web' },
+        environments: {
+          prod: { docker: { host: 'unix:///x', hostPort: 1 }, deployers: ['ci-bot'] },
+          dev: { docker: { host: 'unix:///x', hostPort: 2 } },
+        },
+      },
       'deploy.yaml',
     );
     assert.equal(refuseRequester('prod', spec.environments.prod!, 'ci-bot'), undefined);

@@ -89,7 +89,9 @@ environments:
   });
 
   it('needs as many approvers as required approvals', async () => {
-    const text = specYaml(base).replace('approvers: [alice, bob]', 'approvers: [alice]').replace('required: 1', 'required: 2');
+    const text = specYaml(base)
+      .replace('approvers: [alice, bob]', 'approvers: [alice]')
+      .replace('required: 1', 'required: 2');
     assert.deepEqual(await problems(text), [
       'line 23: environments.production.approval.approvers: needs at least as many approvers as required approvals',
     ]);
@@ -98,12 +100,19 @@ environments:
   it('enforces production restrictions on protected environments', async () => {
     const text = specYaml(base).replace('required: 1', 'required: 0').replace('deployers: [ci-bot]', 'deployers: []');
     const found = await problems(text);
-    assert.ok(found.some((p) => /environments\.production\.approval\.required: a protected environment needs at least 1/.test(p)));
+    assert.ok(
+      found.some((p) =>
+        /environments\.production\.approval\.required: a protected environment needs at least 1/.test(p),
+      ),
+    );
     assert.ok(found.some((p) => /environments\.production\.deployers: a protected environment needs a list/.test(p)));
   });
 
   it('refuses secrets written as plain configuration', async () => {
-    const text = specYaml(base).replace('      hostPort: 18080\n', '      hostPort: 18080\n      env:\n        DB_PASSWORD: hunter2\n');
+    const text = specYaml(base).replace(
+      '      hostPort: 18080\n',
+      '      hostPort: 18080\n      env:\n        DB_PASSWORD: hunter2\n',
+    );
     const found = await problems(text);
     assert.equal(found.length, 1);
     assert.match(found[0] ?? '', /environments\.staging\.docker\.env\.DB_PASSWORD: looks like a secret/);
@@ -112,7 +121,12 @@ environments:
 
   it('names the defined environments when an unknown one is asked for', () => {
     const spec = parseSpec(
-      { service: 'web', target: 'docker', image: { repository: 'r/web' }, environments: { qa: { docker: { host: 'unix:///x', hostPort: 1 } } } },
+      {
+        service: 'web',
+        target: 'docker',
+        image: { repository: 'r/web' },
+        environments: { qa: { docker: { host: 'unix:///x', hostPort: 1 } } },
+      },
       'deploy.yaml',
     );
     assert.throws(() => resolveEnvironment(spec, 'prod'), /environments\.prod: not defined \(defined: qa\)/);
@@ -131,7 +145,13 @@ environments:
     const budgets = budgetsOf(spec.environments.qa!);
     assert.equal(budgets.validate, 10_000);
     assert.equal(budgets.rollback, DEFAULT_BUDGETS.rollback);
-    assert.deepEqual(DEFAULT_BUDGETS, { validate: 120_000, trackChanges: 30_000, environmentUpdate: 180_000, rollback: 300_000, report: 60_000 });
+    assert.deepEqual(DEFAULT_BUDGETS, {
+      validate: 120_000,
+      trackChanges: 30_000,
+      environmentUpdate: 180_000,
+      rollback: 300_000,
+      report: 60_000,
+    });
   });
 
   it('parses durations', () => {

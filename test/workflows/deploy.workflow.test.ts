@@ -14,7 +14,13 @@ import type { DeployRequest } from '../../domain/requests.js';
 import { parseSpec, resolveEnvironment } from '../../domain/spec.js';
 import { timeSkippingServerPath } from '../../stack/temporal.js';
 import type { deployWorkflow, rollbackWorkflow } from '../../workflows/index.js';
-import { resolveCompensationUpdate, searchAttributes, statusQuery, voteSignal, voteUpdate } from '../../workflows/messages.js';
+import {
+  resolveCompensationUpdate,
+  searchAttributes,
+  statusQuery,
+  voteSignal,
+  voteUpdate,
+} from '../../workflows/messages.js';
 import { called, OLD_RELEASE, stubActivities, untilCancelled } from '../support/stub-activities.js';
 import { registerSearchAttributes, workflowBundle } from '../support/temporal.js';
 
@@ -64,7 +70,10 @@ function start(taskQueue: string, deploy: DeployRequest) {
   });
 }
 
-async function waitForState(query: () => Promise<DeploymentStatus>, state: DeploymentStatus['state']): Promise<DeploymentStatus> {
+async function waitForState(
+  query: () => Promise<DeploymentStatus>,
+  state: DeploymentStatus['state'],
+): Promise<DeploymentStatus> {
   for (let attempt = 0; attempt < 200; attempt++) {
     const status = await query();
     if (status.state === state) return status;
@@ -122,7 +131,9 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
   // The test server does not skip time while an activity runs, so this budget is shortened to seconds.
   it('fails a validation that overruns its budget before anything is touched', { timeout: 60_000 }, async () => {
     const { activities, calls } = stubActivities({ inspectDockerEnvironment: untilCancelled });
-    const status = await withWorker(activities, async (queue) => (await start(queue, request('staging', { validate: '2s' }))).result());
+    const status = await withWorker(activities, async (queue) =>
+      (await start(queue, request('staging', { validate: '2s' }))).result(),
+    );
     assert.equal(status.state, 'failed');
     assert.match(status.errors.join('\n'), /phase validate exceeded its budget of 2s/);
     assert.equal(called(calls, 'snapshotRelease') + called(calls, 'applyRelease'), 0);
@@ -130,7 +141,8 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
 
   it('compensates a failing apply: restores the rollback point and verifies it', { timeout: 60_000 }, async () => {
     const { activities, calls } = stubActivities({
-      applyRelease: () => Promise.reject(ApplicationFailure.nonRetryable('engine refused the container', 'InvalidRelease')),
+      applyRelease: () =>
+        Promise.reject(ApplicationFailure.nonRetryable('engine refused the container', 'InvalidRelease')),
     });
     const status = await withWorker(activities, async (queue) => (await start(queue, request('staging'))).result());
     assert.equal(status.state, 'rolled-back');
@@ -145,7 +157,9 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
     const { activities, calls } = stubActivities({
       awaitHealthy: () => Promise.reject(ApplicationFailure.nonRetryable('HTTP 500 from /health', 'Unhealthy')),
       restoreRelease: ({ to }) =>
-        restoreWorks ? Promise.resolve(to) : Promise.reject(ApplicationFailure.nonRetryable('engine lost the container', 'InvalidRelease')),
+        restoreWorks
+          ? Promise.resolve(to)
+          : Promise.reject(ApplicationFailure.nonRetryable('engine lost the container', 'InvalidRelease')),
     });
     const status = await withWorker(activities, async (queue) => {
       const handle = await start(queue, request('staging'));
@@ -158,14 +172,19 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
         WorkflowUpdateFailedError,
       );
       restoreWorks = true;
-      await handle.executeUpdate(resolveCompensationUpdate, { args: [{ action: 'retry', operator: 'oncall', reason: 'engine back' }] });
+      await handle.executeUpdate(resolveCompensationUpdate, {
+        args: [{ action: 'retry', operator: 'oncall', reason: 'engine back' }],
+      });
       return handle.result();
     });
     assert.equal(status.state, 'rolled-back');
     assert.equal(status.rollback?.attempts, 2);
     const history = await env.client.workflow.getHandle(`${status.service}.staging`).fetchHistory();
     await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history);
-    assert.deepEqual(status.rollback?.operatorDecisions.map((d) => d.operator), ['oncall']);
+    assert.deepEqual(
+      status.rollback?.operatorDecisions.map((d) => d.operator),
+      ['oncall'],
+    );
     assert.ok(called(calls, 'restoreRelease') >= 2);
   });
 
@@ -173,12 +192,17 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
     const { activities } = stubActivities({
       awaitHealthy: () => Promise.reject(ApplicationFailure.nonRetryable('unhealthy', 'Unhealthy')),
       verifyRelease: () =>
-        Promise.resolve({ consistent: false, checks: [{ field: 'imageDigest', expected: 'sha256:a', actual: 'sha256:b', equal: false }] }),
+        Promise.resolve({
+          consistent: false,
+          checks: [{ field: 'imageDigest', expected: 'sha256:a', actual: 'sha256:b', equal: false }],
+        }),
     });
     const status = await withWorker(activities, async (queue) => {
       const handle = await start(queue, request('staging'));
       await waitForState(() => handle.query(statusQuery), 'compensation-failed');
-      await handle.executeUpdate(resolveCompensationUpdate, { args: [{ action: 'abandon', operator: 'oncall', reason: 'fixed by hand' }] });
+      await handle.executeUpdate(resolveCompensationUpdate, {
+        args: [{ action: 'abandon', operator: 'oncall', reason: 'fixed by hand' }],
+      });
       return handle.result();
     });
     assert.equal(status.state, 'abandoned');
@@ -190,23 +214,38 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
     const status = await withWorker(activities, async (queue) => {
       const handle = await start(queue, request('production'));
       await waitForState(() => handle.query(statusQuery), 'awaiting-approval');
-      for (const [approver, reason] of [['ci-bot', /requested this deployment/], ['mallory', /may not approve/]] as const)
-        await assert.rejects(handle.executeUpdate(voteUpdate, { args: [{ approver, decision: 'approve' }] }), (error: unknown) => {
-          assert.ok(error instanceof WorkflowUpdateFailedError);
-          assert.match(error.cause?.message ?? '', reason);
-          return true;
-        });
+      for (const [approver, reason] of [
+        ['ci-bot', /requested this deployment/],
+        ['mallory', /may not approve/],
+      ] as const)
+        await assert.rejects(
+          handle.executeUpdate(voteUpdate, { args: [{ approver, decision: 'approve' }] }),
+          (error: unknown) => {
+            assert.ok(error instanceof WorkflowUpdateFailedError);
+            assert.match(error.cause?.message ?? '', reason);
+            return true;
+          },
+        );
       await handle.signal(voteSignal, { approver: 'mallory', decision: 'approve' });
       await handle.signal(voteSignal, { nonsense: true } as never);
       const history = await handle.fetchHistory();
-      const updatesInHistory = history.events?.filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes).length ?? 0;
+      const updatesInHistory =
+        history.events?.filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes).length ?? 0;
       assert.equal(updatesInHistory, 0, 'refused updates leave no trace in history');
-      await handle.executeUpdate(voteUpdate, { args: [{ approver: 'alice', decision: 'approve', comment: 'ship it' }] });
+      await handle.executeUpdate(voteUpdate, {
+        args: [{ approver: 'alice', decision: 'approve', comment: 'ship it' }],
+      });
       return handle.result();
     });
     assert.equal(status.state, 'succeeded');
-    assert.deepEqual(status.approval?.votes.map((v) => `${v.approver}:${v.decision}:${v.via}`), ['alice:approve:update']);
-    assert.deepEqual(status.approval?.refused.map((r) => r.approver), ['mallory', 'undefined']);
+    assert.deepEqual(
+      status.approval?.votes.map((v) => `${v.approver}:${v.decision}:${v.via}`),
+      ['alice:approve:update'],
+    );
+    assert.deepEqual(
+      status.approval?.refused.map((r) => r.approver),
+      ['mallory', 'undefined'],
+    );
     assert.match(status.approval?.refused[0]?.reason ?? '', /mallory may not approve in production/);
   });
 
@@ -223,26 +262,35 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
     assert.equal(called(calls, 'applyRelease'), 0);
   });
 
-  it('rolls back manually only once an approver authorizes it, and compensates a failed restore', { timeout: 60_000 }, async () => {
-    const { activities, calls } = stubActivities({
-      awaitHealthy: () => Promise.reject(ApplicationFailure.nonRetryable('restored release unhealthy', 'Unhealthy')),
-    });
-    const deploy = request('production');
-    const status = await withWorker(activities, async (taskQueue) => {
-      const handle = await env.client.workflow.start<typeof rollbackWorkflow>('rollbackWorkflow', {
-        taskQueue,
-        workflowId: `${deploy.target.service}.production`,
-        args: [{ target: deploy.target, requestedBy: 'ci-bot', reason: 'bad release' }],
+  it(
+    'rolls back manually only once an approver authorizes it, and compensates a failed restore',
+    { timeout: 60_000 },
+    async () => {
+      const { activities, calls } = stubActivities({
+        awaitHealthy: () => Promise.reject(ApplicationFailure.nonRetryable('restored release unhealthy', 'Unhealthy')),
       });
-      await waitForState(() => handle.query(statusQuery), 'awaiting-approval');
-      assert.equal(called(calls, 'restoreRelease'), 0);
-      await handle.executeUpdate(voteUpdate, { args: [{ approver: 'alice', decision: 'approve' }] });
-      return handle.result();
-    });
-    assert.equal(status.kind, 'rollback');
-    assert.equal(status.state, 'rolled-back');
-    const restores = calls.filter((c) => c.name === 'restoreRelease').map((c) => c.args[0] as { keepCurrent: boolean });
-    assert.deepEqual(restores.map((r) => r.keepCurrent), [true, true]);
-    assert.match(status.rollback?.reason ?? '', /rollback failed: .*restored release unhealthy/);
-  });
+      const deploy = request('production');
+      const status = await withWorker(activities, async (taskQueue) => {
+        const handle = await env.client.workflow.start<typeof rollbackWorkflow>('rollbackWorkflow', {
+          taskQueue,
+          workflowId: `${deploy.target.service}.production`,
+          args: [{ target: deploy.target, requestedBy: 'ci-bot', reason: 'bad release' }],
+        });
+        await waitForState(() => handle.query(statusQuery), 'awaiting-approval');
+        assert.equal(called(calls, 'restoreRelease'), 0);
+        await handle.executeUpdate(voteUpdate, { args: [{ approver: 'alice', decision: 'approve' }] });
+        return handle.result();
+      });
+      assert.equal(status.kind, 'rollback');
+      assert.equal(status.state, 'rolled-back');
+      const restores = calls
+        .filter((c) => c.name === 'restoreRelease')
+        .map((c) => c.args[0] as { keepCurrent: boolean });
+      assert.deepEqual(
+        restores.map((r) => r.keepCurrent),
+        [true, true],
+      );
+      assert.match(status.rollback?.reason ?? '', /rollback failed: .*restored release unhealthy/);
+    },
+  );
 });

@@ -131,16 +131,10 @@ export const deploymentStatusSchema = z.object({
 });
 export type DeploymentStatus = z.infer<typeof deploymentStatusSchema>;
 
-export const FINAL_STATES: ReadonlySet<DeploymentState> = new Set([
-  'succeeded',
-  'rolled-back',
-  'failed',
-  'invalid',
-  'unreachable',
-  'rejected',
-  'expired',
-  'abandoned',
-]);
+const OPEN_STATES: readonly DeploymentState[] = ['running', 'awaiting-approval', 'compensating', 'compensation-failed'];
+export const FINAL_STATES: ReadonlySet<DeploymentState> = new Set(
+  deploymentStates.filter((s) => !OPEN_STATES.includes(s)),
+);
 
 /**
  * One deploy or rollback at a time per service and environment: the workflow id is that pair, and each run is a

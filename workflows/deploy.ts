@@ -5,9 +5,9 @@ import { Compensation } from './compensation.js';
 import { describeError, Runbook, stateForFailure, withinBudget } from './runbook.js';
 import {
   applyAndAwaitHealthy,
+  finishAndReport,
   pinImage,
   pruneHistory,
-  publishReport,
   snapshotRelease,
   trackChanges,
   validateTarget,
@@ -90,21 +90,6 @@ export async function deployWorkflow(request: DeployRequest): Promise<Deployment
   } catch (error) {
     state = stateForFailure(error);
   }
-  await report(runbook, state, budgets.report);
+  await finishAndReport(runbook, state, budgets.report);
   return runbook.status;
-}
-
-/** Report generation never changes how a deployment ended; a failure to publish is recorded in the status. */
-export async function report(runbook: Runbook, state: DeploymentState, budgetMs: number): Promise<void> {
-  runbook.finish(state);
-  try {
-    runbook.status.reportPath = await runbook.phase(
-      'report',
-      budgetMs,
-      () => publishReport(runbook.status),
-      (p) => p,
-    );
-  } catch {
-    // already recorded in the status by the phase
-  }
 }

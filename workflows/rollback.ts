@@ -3,10 +3,16 @@ import type { DeploymentState, DeploymentStatus } from '../domain/deployment.js'
 import { dockerTargetOf, type RollbackRequest } from '../domain/requests.js';
 import { ApprovalGate } from './approval-gate.js';
 import { Compensation } from './compensation.js';
-import { report } from './deploy.js';
 import { searchAttributes } from './messages.js';
 import { describeError, Runbook, stateForFailure, withinBudget } from './runbook.js';
-import { awaitHealthy, findKeptRelease, restoreAndVerify, snapshotRelease, validateTarget } from './steps.js';
+import {
+  awaitHealthy,
+  findKeptRelease,
+  finishAndReport,
+  restoreAndVerify,
+  snapshotRelease,
+  validateTarget,
+} from './steps.js';
 
 /**
  * Manual rollback to the previous release or to the one a named deployment applied, authorized where the
@@ -77,6 +83,6 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Deploy
   } catch (error) {
     state = stateForFailure(error);
   }
-  await report(runbook, state, budgets.report);
+  await finishAndReport(runbook, state, budgets.report);
   return runbook.status;
 }

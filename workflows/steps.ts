@@ -2,7 +2,7 @@
 import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { refuseRequester } from '../domain/authorization.js';
-import { FailureType } from '../domain/deployment.js';
+import { type DeploymentState, FailureType } from '../domain/deployment.js';
 import type { ConsistencyReport, PinnedImage, ReleaseState } from '../domain/release.js';
 import { type DockerTarget, dockerTargetOf } from '../domain/requests.js';
 import { formatProblem, policyProblems, type ServiceEnvironment } from '../domain/spec.js';
@@ -139,4 +139,19 @@ export async function restoreAndVerify(
     });
   }
   return consistency;
+}
+
+/** Report generation never changes how a deployment ended; a failure to publish is recorded in the status. */
+export async function finishAndReport(runbook: Runbook, state: DeploymentState, budgetMs: number): Promise<void> {
+  runbook.finish(state);
+  try {
+    runbook.status.reportPath = await runbook.phase(
+      'report',
+      budgetMs,
+      () => publishReport(runbook.status),
+      (p) => p,
+    );
+  } catch {
+    // already recorded in the status by the phase
+  }
 }

@@ -168,15 +168,19 @@ free_port() {
 }
 
 install_node_modules() {
-  [ -d "$root/node_modules" ] && return 0
+  # Reinstall whenever package.json or the lock file changed since the last install.
+  local stamp="$root/node_modules/.deploy-agent-install"
+  local wanted
+  wanted=$(cat "$root/package.json" "$root/package-lock.json" 2>/dev/null | sha256sum | cut -d' ' -f1)
+  [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ] && return 0
   # shellcheck source=stack/node.sh
   . "$here/node.sh"
   log "installing node_modules"
-  if [ -f "$root/package-lock.json" ]; then
-    (cd "$root" && run_logged "$logs_dir/npm.log" npm ci --no-audit --no-fund)
-  else
-    (cd "$root" && run_logged "$logs_dir/npm.log" npm install --no-audit --no-fund)
-  fi
+  # Not `npm ci`: the registry mirror here serves only this platform's optional packages (other platforms' @swc/core
+  # builds answer 404), so a lock file can never list them all and `npm ci` refuses it. `npm install` honours the
+  # lock file for everything it does list.
+  (cd "$root" && run_logged "$logs_dir/npm.log" npm install --no-audit --no-fund)
+  echo "$wanted" >"$stamp"
 }
 
 install_debian_packages

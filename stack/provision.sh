@@ -180,7 +180,8 @@ install_node_modules() {
   # builds answer 404), so a lock file can never list them all and `npm ci` refuses it. `npm install` honours the
   # lock file for everything it does list.
   (cd "$root" && run_logged "$logs_dir/npm.log" npm install --no-audit --no-fund)
-  echo "$wanted" >"$stamp"
+  # npm may have rewritten the lock file: stamp what is there now.
+  cat "$root/package.json" "$root/package-lock.json" | sha256sum | cut -d' ' -f1 >"$stamp"
 }
 
 install_debian_packages

@@ -67,7 +67,6 @@ export async function startDeploy(
     version: version.data,
     requestedBy,
     reason: options.reason,
-    sourceRepository: loaded.sourceRepository,
   };
   return startExclusive(client, target.service, target.environment, () =>
     client.workflow.start<typeof deployWorkflow>('deployWorkflow', {

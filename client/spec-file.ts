@@ -12,9 +12,8 @@ import {
 
 export interface LoadedSpec {
   file: string;
+  /** The spec with every path in it made absolute: the worker does not know where the file was. */
   spec: ServiceSpec;
-  /** The git repository change tracking reads, absolute. */
-  sourceRepository?: string;
 }
 
 /** Reads deploy.yaml: every problem is reported at once, each with its line, the path in the file and what was expected. */
@@ -50,10 +49,7 @@ export async function loadSpecFile(file: string): Promise<LoadedSpec> {
   const spec = result.data;
   const problems = policyProblems(spec);
   if (problems.length) throw new SpecError(file, located(problems));
-  const source = spec.source?.repository;
-  return {
-    file,
-    spec,
-    sourceRepository: source === undefined ? undefined : isAbsolute(source) ? source : resolve(dirname(file), source),
-  };
+  const absolute = (path: string) => (isAbsolute(path) ? path : resolve(dirname(file), path));
+  if (spec.source) spec.source.repository = absolute(spec.source.repository);
+  return { file, spec };
 }

@@ -5,8 +5,6 @@ export interface DeployRequest {
   version: string;
   requestedBy: string;
   reason?: string;
-  /** Absolute path of the git repository change tracking reads, resolved from the spec file's folder. */
-  sourceRepository?: string;
 }
 
 export interface RollbackRequest {

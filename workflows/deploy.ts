@@ -44,10 +44,10 @@ export async function deployWorkflow(request: DeployRequest): Promise<Deployment
     );
     runbook.status.image = image;
 
-    if (request.sourceRepository) {
+    if (spec.source) {
       const query = {
-        repository: request.sourceRepository,
-        refPattern: spec.source?.ref ?? 'v{version}',
+        repository: spec.source.repository,
+        refPattern: spec.source.ref,
         fromVersion: current.version,
         toVersion: version,
       };

@@ -34,7 +34,7 @@ describe('deployment spec', () => {
     await writeFile(file, specYaml({ ...base, sourceRepository: '../src/web-shop' }));
     const loaded = await loadSpecFile(file);
     assert.equal(loaded.spec.service, 'web-shop');
-    assert.equal(loaded.sourceRepository, join(dir, '..', 'src', 'web-shop'));
+    assert.equal(loaded.spec.source?.repository, join(dir, '..', 'src', 'web-shop'));
     assert.equal(loaded.spec.container.port, 8080);
     assert.equal(loaded.spec.environments.production?.approval.deadline, 24 * 3_600_000);
     assert.equal(loaded.spec.healthCheck.interval, 200);

@@ -3,6 +3,7 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { temporalCliPath } from '../stack/temporal.js';
 import { allSearchAttributes } from '../workflows/messages.js';
 import { createWorker, reportsDirFromEnv } from '../worker/index.js';
+import { pinoLogger, serveMetrics } from '../worker/observability.js';
 import { printLine } from './output.js';
 import { settings } from './settings.js';
 
@@ -79,6 +80,11 @@ export async function devCommand(options: { port: string; uiPort: string; db?: s
 }
 
 export async function workerCommand(): Promise<number> {
+  Runtime.install({ logger: pinoLogger() });
+  const metricsPort = process.env.DEPLOY_AGENT_METRICS_PORT;
+  const metrics = metricsPort
+    ? await serveMetrics(Number(metricsPort), process.env.DEPLOY_AGENT_METRICS_HOST)
+    : undefined;
   const connection = await NativeConnection.connect({ address: settings.address() });
   const worker = await createWorker({ connection, namespace: settings.namespace(), reportsDir: reportsDirFromEnv() });
   printLine(`worker polling ${settings.address()} namespace ${settings.namespace()}`);
@@ -87,5 +93,6 @@ export async function workerCommand(): Promise<number> {
   if (worker.getState() === 'RUNNING') worker.shutdown();
   await running;
   await connection.close();
+  metrics?.close();
   return 0;
 }

@@ -93,18 +93,15 @@ function releaseStateOf(info: Docker.ContainerInspectInfo | undefined): ReleaseS
   };
 }
 
-export interface DockerEnvironmentReport {
-  engineVersion: string;
-  apiVersion: string;
+/** What validation learns from a target: what it is, what runs there now, and what stands in the way. */
+export interface EnvironmentReport {
+  description: string;
   current: ReleaseState;
   problems: string[];
 }
 
 /** Environment compatibility and dependency verification, in one look at the engine. */
-export async function inspectDockerEnvironment(
-  target: DockerTarget,
-  dependsOn: string[],
-): Promise<DockerEnvironmentReport> {
+export async function inspectDockerEnvironment(target: DockerTarget, dependsOn: string[]): Promise<EnvironmentReport> {
   return call(target, async (docker) => {
     const version = await docker.version();
     const problems: string[] = [];
@@ -123,8 +120,7 @@ export async function inspectDockerEnvironment(
         problems.push(`dependency ${dependency} is unhealthy in ${target.environment}`);
     }
     return {
-      engineVersion: version.Version,
-      apiVersion: version.ApiVersion,
+      description: `Docker ${version.Version}, API ${version.ApiVersion}`,
       current: releaseStateOf(current),
       problems,
     };

@@ -42,7 +42,10 @@ export interface OutputOptions {
 export async function validateCommand(options: { file: string; env: string }): Promise<number> {
   const { spec, file } = await loadSpecFile(options.file);
   const target = resolveEnvironment(spec, options.env, options.file);
-  printLine(`${file}: valid; ${target.service} in ${target.environment} via Docker at ${target.settings.docker.host}`);
+  const via = target.settings.docker
+    ? `Docker at ${target.settings.docker.host}`
+    : `Kubernetes namespace ${target.settings.kubernetes?.namespace ?? '?'}`;
+  printLine(`${file}: valid; ${target.service} in ${target.environment} via ${via}`);
   return 0;
 }
 

@@ -51,5 +51,8 @@ export async function loadSpecFile(file: string): Promise<LoadedSpec> {
   if (problems.length) throw new SpecError(file, located(problems));
   const absolute = (path: string) => (isAbsolute(path) ? path : resolve(dirname(file), path));
   if (spec.source) spec.source.repository = absolute(spec.source.repository);
+  if (spec.release) spec.release.manifests = absolute(spec.release.manifests);
+  for (const env of Object.values(spec.environments))
+    if (env.kubernetes?.kubeconfig) env.kubernetes.kubeconfig = absolute(env.kubernetes.kubeconfig);
   return { file, spec };
 }

@@ -59,8 +59,18 @@ export const approvalPolicySchema = z
     path: ['approvers'],
   });
 
+export const kubernetesEnvironmentSchema = z.strictObject({
+  /** A kubeconfig file, relative to the spec; the usual KUBECONFIG or ~/.kube/config when absent. */
+  kubeconfig: z.string().min(1).optional(),
+  /** The kubeconfig context; its current context when absent. */
+  context: z.string().min(1).optional(),
+  namespace: nameSchema,
+});
+
 export const environmentSchema = z.strictObject({
-  docker: dockerEnvironmentSchema,
+  /** How to reach this environment: the block matching the spec's target. */
+  docker: dockerEnvironmentSchema.optional(),
+  kubernetes: kubernetesEnvironmentSchema.optional(),
   /** Who may request deploys and rollbacks here; empty means anyone. */
   deployers: z.array(identitySchema).default([]),
   approval: approvalPolicySchema.default({ required: 0, approvers: [], deadline: DEFAULT_APPROVAL_DEADLINE }),
@@ -73,42 +83,65 @@ export const environmentSchema = z.strictObject({
   historyLimit: z.int().min(1).max(50).default(5),
 });
 
-export const serviceSpecSchema = z.strictObject({
-  service: nameSchema,
-  target: z.literal('docker', { error: 'expected "docker" (kubernetes comes next)' }),
-  image: z.strictObject({
-    /** Repository without tag, e.g. registry.example.com/team/web-shop; the version is the tag. */
-    repository: z
-      .string()
-      .regex(/^[a-z0-9]+([._:/-][a-z0-9]+)*$/, { error: 'expected an image repository without tag' }),
-  }),
-  container: z
-    .strictObject({
-      port: portSchema.default(8080),
-      env: z.record(z.string(), z.string()).default({}),
-    })
-    .default({ port: 8080, env: {} }),
-  healthCheck: healthCheckSchema.default({
-    type: 'http',
-    path: '/health',
-    timeout: 2_000,
-    interval: 1_000,
-    healthyWithin: 60_000,
-  }),
-  /** Services this one needs running and healthy in the same environment. */
-  dependsOn: z.array(nameSchema).default([]),
-  /** Where change tracking reads commits between versions. */
-  source: z
-    .strictObject({
-      repository: z.string().min(1, { error: 'expected a path to a git repository' }),
-      /** How a version maps to a git ref; {version} is replaced. */
-      ref: z.string().includes('{version}', { error: 'expected a pattern containing {version}' }).default('v{version}'),
-    })
-    .optional(),
-  environments: z
-    .record(nameSchema, environmentSchema)
-    .refine((envs) => Object.keys(envs).length > 0, { error: 'expected at least one environment' }),
-});
+export const serviceSpecSchema = z
+  .strictObject({
+    service: nameSchema,
+    target: z.enum(['docker', 'kubernetes'], { error: 'expected "docker" or "kubernetes"' }),
+    image: z.strictObject({
+      /** Repository without tag, e.g. registry.example.com/team/web-shop; the version is the tag. */
+      repository: z
+        .string()
+        .regex(/^[a-z0-9]+([._:/-][a-z0-9]+)*$/, { error: 'expected an image repository without tag' }),
+    }),
+    container: z
+      .strictObject({
+        port: portSchema.default(8080),
+        env: z.record(z.string(), z.string()).default({}),
+      })
+      .default({ port: 8080, env: {} }),
+    healthCheck: healthCheckSchema.default({
+      type: 'http',
+      path: '/health',
+      timeout: 2_000,
+      interval: 1_000,
+      healthyWithin: 60_000,
+    }),
+    /** Services this one needs running and healthy in the same environment. */
+    dependsOn: z.array(nameSchema).default([]),
+    /** Where change tracking reads commits between versions. */
+    source: z
+      .strictObject({
+        repository: z.string().min(1, { error: 'expected a path to a git repository' }),
+        /** How a version maps to a git ref; {version} is replaced. */
+        ref: z
+          .string()
+          .includes('{version}', { error: 'expected a pattern containing {version}' })
+          .default('v{version}'),
+      })
+      .optional(),
+    /** Kubernetes: the directory of plain YAML manifests that make up a release, relative to the spec. */
+    release: z
+      .strictObject({ manifests: z.string().min(1, { error: 'expected a directory of manifests' }) })
+      .optional(),
+    environments: z
+      .record(nameSchema, environmentSchema)
+      .refine((envs) => Object.keys(envs).length > 0, { error: 'expected at least one environment' }),
+  })
+  .superRefine((spec, context) => {
+    if (spec.target === 'kubernetes' && !spec.release)
+      context.addIssue({
+        code: 'custom',
+        path: ['release'],
+        message: 'missing, expected release.manifests for the kubernetes target',
+      });
+    for (const [name, env] of Object.entries(spec.environments))
+      if (!env[spec.target])
+        context.addIssue({
+          code: 'custom',
+          path: ['environments', name, spec.target],
+          message: `missing, expected how to reach this environment with the ${spec.target} target`,
+        });
+  });
 
 export interface SpecProblem {
   path: PropertyKey[];
@@ -134,7 +167,7 @@ export function policyProblems(spec: ServiceSpec): SpecProblem[] {
         path: at('approval', 'approvers'),
         message: 'rollback authorization needs at least one approver',
       });
-    for (const key of Object.keys(env.docker.env).filter((k) => SECRET_NAME.test(k)))
+    for (const key of Object.keys(env.docker?.env ?? {}).filter((k) => SECRET_NAME.test(k)))
       problems.push({ path: at('docker', 'env', key), message: SECRET_MESSAGE });
   }
   for (const key of Object.keys(spec.container.env).filter((k) => SECRET_NAME.test(k)))

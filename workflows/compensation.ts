@@ -1,7 +1,7 @@
 import { ApplicationFailure, CancellationScope, condition, setHandler } from '@temporalio/workflow';
 import { type CompensationDecision, compensationDecisionSchema, type RollbackReport } from '../domain/deployment.js';
 import type { ConsistencyReport, ReleaseState } from '../domain/release.js';
-import type { DockerTarget } from '../domain/requests.js';
+import type { Target } from '../domain/requests.js';
 import { describeIssues } from '../domain/spec.js';
 import { resolveCompensationUpdate } from './messages.js';
 import { describeError, type Runbook } from './runbook.js';
@@ -16,7 +16,7 @@ export class Compensation {
 
   constructor(
     private readonly runbook: Runbook,
-    private readonly docker: DockerTarget,
+    private readonly target: Target,
     private readonly budgetMs: number,
   ) {
     setHandler(
@@ -48,7 +48,7 @@ export class Compensation {
           report.consistency = await this.runbook.phase(
             'compensate',
             this.budgetMs,
-            () => restoreAndVerify(this.docker, to, keepCurrent),
+            () => restoreAndVerify(this.target, to, keepCurrent),
             () => 'rollback point restored; live state verified equal',
           );
           return 'rolled-back';

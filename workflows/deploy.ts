@@ -1,12 +1,12 @@
 import type { DeploymentState, DeploymentStatus } from '../domain/deployment.js';
-import { type DeployRequest, dockerTargetOf } from '../domain/requests.js';
+import { type DeployRequest, targetOf } from '../domain/requests.js';
 import { ApprovalGate } from './approval-gate.js';
 import { Compensation } from './compensation.js';
 import { describeError, Runbook, stateForFailure, withinBudget } from './runbook.js';
 import {
-  applyAndAwaitHealthy,
+  applyAndAwaitReady,
   finishAndReport,
-  pinImage,
+  checkRelease,
   pruneHistory,
   snapshotRelease,
   trackChanges,
@@ -20,7 +20,7 @@ import {
 export async function deployWorkflow(request: DeployRequest): Promise<DeploymentStatus> {
   const { target, version, requestedBy } = request;
   const { budgets, settings, spec } = target;
-  const docker = dockerTargetOf(target);
+  const destination = targetOf(target);
   const runbook = new Runbook({
     kind: 'deploy',
     service: target.service,
@@ -30,7 +30,7 @@ export async function deployWorkflow(request: DeployRequest): Promise<Deployment
     reason: request.reason,
   });
   const gate = new ApprovalGate(runbook, { ...settings.approval, deadlineMs: settings.approval.deadline });
-  const compensation = new Compensation(runbook, docker, budgets.rollback);
+  const compensation = new Compensation(runbook, destination, budgets.rollback);
   let state: DeploymentState;
   try {
     const { current, image } = await runbook.phase(
@@ -38,7 +38,7 @@ export async function deployWorkflow(request: DeployRequest): Promise<Deployment
       budgets.validate,
       async () => ({
         current: await validateTarget(runbook, target, requestedBy),
-        image: await pinImage(runbook, docker, spec.image.repository, version),
+        image: await checkRelease(runbook, destination, spec.image.repository, version),
       }),
       () => `${runbook.status.checks.length} checks passed`,
     );
@@ -71,17 +71,17 @@ export async function deployWorkflow(request: DeployRequest): Promise<Deployment
     const rollbackPoint = await runbook.phase(
       'rollback-point',
       budgets.environmentUpdate,
-      () => snapshotRelease(docker),
+      () => snapshotRelease(destination, runbook.status.deploymentId),
       (kept) => (kept.present ? `kept ${kept.version ?? kept.handle?.slice(0, 12)}` : 'nothing deployed yet'),
     );
     runbook.status.previous = rollbackPoint;
     try {
       const release = { deploymentId: runbook.status.deploymentId, version, image };
       await withinBudget('environment update', budgets.environmentUpdate, () =>
-        applyAndAwaitHealthy(runbook, target, docker, release),
+        applyAndAwaitReady(runbook, target, release),
       );
       state = 'succeeded';
-      await pruneHistory(docker).catch((error: unknown) => {
+      await pruneHistory(destination).catch((error: unknown) => {
         runbook.status.errors.push(`prune history: ${describeError(error)}`);
       });
     } catch (error) {

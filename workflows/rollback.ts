@@ -1,12 +1,12 @@
 import { upsertSearchAttributes } from '@temporalio/workflow';
 import type { DeploymentState, DeploymentStatus } from '../domain/deployment.js';
-import { dockerTargetOf, type RollbackRequest } from '../domain/requests.js';
+import { targetOf, type RollbackRequest } from '../domain/requests.js';
 import { ApprovalGate } from './approval-gate.js';
 import { Compensation } from './compensation.js';
 import { searchAttributes } from './messages.js';
 import { describeError, Runbook, stateForFailure, withinBudget } from './runbook.js';
 import {
-  awaitHealthy,
+  awaitReady,
   findKeptRelease,
   finishAndReport,
   restoreAndVerify,
@@ -21,7 +21,7 @@ import {
 export async function rollbackWorkflow(request: RollbackRequest): Promise<DeploymentStatus> {
   const { target, requestedBy } = request;
   const { budgets, settings } = target;
-  const docker = dockerTargetOf(target);
+  const destination = targetOf(target);
   const runbook = new Runbook({
     kind: 'rollback',
     service: target.service,
@@ -34,7 +34,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Deploy
     approvers: settings.approval.approvers,
     deadlineMs: settings.approval.deadline,
   });
-  const compensation = new Compensation(runbook, docker, budgets.rollback);
+  const compensation = new Compensation(runbook, destination, budgets.rollback);
   let state: DeploymentState;
   try {
     const wanted = await runbook.phase(
@@ -42,7 +42,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Deploy
       budgets.validate,
       async () => {
         await validateTarget(runbook, target, requestedBy);
-        return findKeptRelease(docker, request.toDeploymentId);
+        return findKeptRelease(destination, request.toDeploymentId);
       },
       (kept) => `rolling back to ${kept.version ?? '?'} from deployment ${kept.deploymentId ?? '?'}`,
     );
@@ -58,7 +58,9 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Deploy
       );
     else runbook.skip('authorization', `not required in ${target.environment}`);
 
-    const rollbackPoint = await runbook.phase('rollback-point', budgets.rollback, () => snapshotRelease(docker));
+    const rollbackPoint = await runbook.phase('rollback-point', budgets.rollback, () =>
+      snapshotRelease(destination, runbook.status.deploymentId),
+    );
     runbook.status.previous = rollbackPoint;
     try {
       await withinBudget('rollback', budgets.rollback, async () => {
@@ -66,13 +68,13 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Deploy
         await runbook.phase(
           'restore',
           undefined,
-          () => restoreAndVerify(docker, wanted, true),
+          () => restoreAndVerify(destination, wanted, true),
           () => 'consistency verified',
         );
         await runbook.phase(
           'verify',
           undefined,
-          () => awaitHealthy(target, docker),
+          () => awaitReady(target),
           (detail) => detail,
         );
       });

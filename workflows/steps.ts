@@ -4,7 +4,7 @@ import type { Activities } from '../activities/index.js';
 import { refuseRequester } from '../domain/authorization.js';
 import { type DeploymentState, FailureType } from '../domain/deployment.js';
 import type { ConsistencyReport, PinnedImage, ReleaseState } from '../domain/release.js';
-import { type DockerTarget, dockerTargetOf } from '../domain/requests.js';
+import { type Target, targetOf } from '../domain/requests.js';
 import { formatProblem, policyProblems, type ServiceEnvironment } from '../domain/spec.js';
 import type { Runbook } from './runbook.js';
 
@@ -29,7 +29,10 @@ const change = proxyActivities<Activities>({
 });
 
 export const { trackChanges, publishReport } = look;
-export const { snapshotRelease, findKeptRelease, pruneHistory } = look;
+export const { findKeptRelease, pruneHistory } = look;
+
+/** The rollback point: stored by the target before anything changes, so it is a change-class call. */
+export const { snapshotRelease } = change;
 
 /** Configuration, permission, environment compatibility and dependency checks; all problems reported at once. */
 export async function validateTarget(
@@ -37,7 +40,6 @@ export async function validateTarget(
   target: ServiceEnvironment,
   requestedBy: string,
 ): Promise<ReleaseState> {
-  const docker = dockerTargetOf(target);
   const record = (check: string, problems: string[], ok: string) => {
     runbook.status.checks.push({ check, passed: problems.length === 0, detail: problems.join('; ') || ok });
     return problems;
@@ -53,16 +55,10 @@ export async function validateTarget(
     policyProblems(target.spec).map(formatProblem),
     'spec satisfies policy',
   );
-  const environment = await look.inspectDockerEnvironment(docker, target.spec.dependsOn);
+  const environment = await look.inspectEnvironment(targetOf(target), target.spec.dependsOn);
   const compatibility = environment.problems.filter((p) => !p.startsWith('dependency'));
   const dependencies = environment.problems.filter((p) => p.startsWith('dependency'));
-  problems.push(
-    ...record(
-      'environment compatibility',
-      compatibility,
-      `Docker ${environment.engineVersion}, API ${environment.apiVersion}`,
-    ),
-  );
+  problems.push(...record('environment compatibility', compatibility, environment.description));
   const dependsOn = target.spec.dependsOn.join(', ');
   problems.push(...record('dependencies', dependencies, dependsOn ? `running: ${dependsOn}` : 'none declared'));
   if (problems.length)
@@ -70,63 +66,68 @@ export async function validateTarget(
   return environment.current;
 }
 
-export async function pinImage(
+/** Dependency and admission checks of the release itself: its image pinned by digest, then a dry run. */
+export async function checkRelease(
   runbook: Runbook,
-  docker: DockerTarget,
+  target: Target,
   repository: string,
   version: string,
 ): Promise<PinnedImage> {
+  const check = (name: string, passed: boolean, detail: string) =>
+    runbook.status.checks.push({ check: name, passed, detail });
+  let image: PinnedImage;
   try {
-    const image = await look.resolveImage(docker, repository, version);
-    runbook.status.checks.push({ check: 'image pinned by digest', passed: true, detail: image.reference });
-    return image;
+    image = await look.resolveImage(target, repository, version);
   } catch (error) {
-    runbook.status.checks.push({
-      check: 'image pinned by digest',
-      passed: false,
-      detail: `${repository}:${version} not resolvable`,
-    });
+    check('image pinned by digest', false, `${repository}:${version} not resolvable`);
     throw error;
   }
+  check('image pinned by digest', true, image.reference);
+  const problems = await look.dryRunRelease(target, image);
+  check('dry run on the target', problems.length === 0, problems.join('; ') || 'accepted');
+  if (problems.length)
+    throw ApplicationFailure.create({ type: FailureType.invalid, nonRetryable: true, message: problems.join('; ') });
+  return image;
 }
 
-export async function applyAndAwaitHealthy(
+export async function applyAndAwaitReady(
   runbook: Runbook,
-  target: ServiceEnvironment,
-  docker: DockerTarget,
+  service: ServiceEnvironment,
   release: { deploymentId: string; version: string; image: PinnedImage },
 ): Promise<void> {
+  const target = targetOf(service);
   runbook.status.applied = await runbook.phase(
     'apply',
     undefined,
-    () => change.applyRelease({ target: docker, ...release }),
-    (state) => `container ${state.handle?.slice(0, 12)} running ${release.image.reference}`,
+    () => change.applyRelease({ target, ...release }),
+    () => `applied ${release.image.reference}`,
   );
   await runbook.phase(
     'verify',
     undefined,
-    () => awaitHealthy(target, docker),
+    () => awaitReady(service),
     (detail) => detail,
   );
 }
 
-export function awaitHealthy(target: ServiceEnvironment, docker: DockerTarget): Promise<string> {
-  const check = target.spec.healthCheck;
+/** Health check (Docker) or rollout (Kubernetes): heartbeating, so a stuck wait is noticed and cancellable. */
+export function awaitReady(service: ServiceEnvironment): Promise<string> {
+  const check = service.spec.healthCheck;
   return proxyActivities<Activities>({
     startToCloseTimeout: check.healthyWithin + 30_000,
     heartbeatTimeout: check.interval + check.timeout + 10_000,
     retry: { maximumAttempts: 2, nonRetryableErrorTypes: NOT_RETRYABLE },
-  }).awaitHealthy({ check, host: docker.hostIp, port: docker.hostPort });
+  }).awaitReady(targetOf(service), check);
 }
 
 /** Brings back `to` exactly and proves it: the data-consistency verification every restore ends with. */
 export async function restoreAndVerify(
-  docker: DockerTarget,
+  target: Target,
   to: ReleaseState,
   keepCurrent: boolean,
 ): Promise<ConsistencyReport> {
-  await change.restoreRelease({ target: docker, to, keepCurrent });
-  const consistency = await look.verifyRelease(docker, to);
+  await change.restoreRelease({ target, to, keepCurrent });
+  const consistency = await look.verifyRelease(target, to);
   if (!consistency.consistent) {
     const differences = consistency.checks
       .filter((c) => !c.equal)

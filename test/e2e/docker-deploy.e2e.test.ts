@@ -190,7 +190,7 @@ describe('deploys to Docker end to end', { timeout: 900_000 }, () => {
     await writeFile(bad, 'service: web\n');
     const invalid = await runCli(['validate', '-f', bad, '--env', 'staging'], env);
     assert.equal(invalid.code, 2);
-    assert.match(invalid.stderr, /bad\.yaml: line 1: target: expected "docker"/);
+    assert.match(invalid.stderr, /bad\.yaml: line 1: target: expected "docker" or "kubernetes"/);
   });
 
   async function waitForEnd(id: string) {

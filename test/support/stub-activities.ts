@@ -28,8 +28,8 @@ export async function untilCancelled(): Promise<never> {
 export function stubActivities(overrides: Partial<Activities> = {}): { activities: Activities; calls: Calls } {
   const calls: Calls = [];
   const defaults: Activities = {
-    inspectDockerEnvironment: () =>
-      Promise.resolve({ engineVersion: '20.10', apiVersion: '1.41', current: OLD_RELEASE, problems: [] }),
+    inspectEnvironment: () =>
+      Promise.resolve({ description: 'Docker 20.10, API 1.41', current: OLD_RELEASE, problems: [] }),
     resolveImage: (_target, repository) =>
       Promise.resolve({ reference: `${repository}@${NEW_DIGEST}`, digest: NEW_DIGEST }),
     snapshotRelease: () => Promise.resolve(OLD_RELEASE),
@@ -50,7 +50,8 @@ export function stubActivities(overrides: Partial<Activities> = {}): { activitie
           },
         ],
       }),
-    awaitHealthy: () => Promise.resolve('healthy'),
+    awaitReady: () => Promise.resolve('healthy'),
+    dryRunRelease: () => Promise.resolve([]),
     trackChanges: ({ toVersion }) =>
       Promise.resolve({ toVersion, toRef: `v${toVersion}`, commits: [], files: [], truncated: false }),
     publishReport: (status) => Promise.resolve(`reports/${status.deploymentId}.md`),

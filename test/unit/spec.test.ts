@@ -56,7 +56,7 @@ environments:
 `);
     assert.deepEqual(found, [
       'line 1: service: expected lowercase letters, digits and dashes (a DNS label)',
-      'line 2: target: expected "docker" (kubernetes comes next)',
+      'line 2: target: expected "docker" or "kubernetes"',
       'line 4: image.repository: expected an image repository without tag',
       'line 8: environments.staging.docker.host: expected unix://PATH or tcp://HOST:PORT',
       'line 9: environments.staging.docker.hostPort: expected a port number (1-65535)',
@@ -68,10 +68,49 @@ environments:
   it('reports missing required fields', async () => {
     const found = await problems('service: web\n');
     assert.deepEqual(found, [
-      'line 1: target: expected "docker" (kubernetes comes next)',
+      'line 1: target: expected "docker" or "kubernetes"',
       'line 1: image: missing, expected object',
       'line 1: environments: missing, expected record',
     ]);
+  });
+
+  it("needs, for each environment, the connection block of the spec's target", async () => {
+    const found = await problems(`service: web
+target: kubernetes
+image:
+  repository: registry.example.com/web
+environments:
+  staging:
+    docker:
+      host: unix:///run/docker.sock
+      hostPort: 8080
+`);
+    assert.deepEqual(found, [
+      'line 1: release: missing, expected release.manifests for the kubernetes target',
+      'line 7: environments.staging.kubernetes: missing, expected how to reach this environment with the kubernetes target',
+    ]);
+  });
+
+  it('resolves a Kubernetes release and kubeconfig next to the spec file', async () => {
+    const file = join(dir, 'kube.yaml');
+    await writeFile(
+      file,
+      `service: web
+target: kubernetes
+image:
+  repository: registry.example.com/web
+release:
+  manifests: ./k8s
+environments:
+  staging:
+    kubernetes:
+      kubeconfig: ./kubeconfig
+      namespace: web
+`,
+    );
+    const { spec } = await loadSpecFile(file);
+    assert.equal(spec.release?.manifests, join(dir, 'k8s'));
+    assert.equal(spec.environments.staging?.kubernetes?.kubeconfig, join(dir, 'kubeconfig'));
   });
 
   it('refuses YAML syntax errors with their line', async () => {

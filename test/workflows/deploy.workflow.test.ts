@@ -130,7 +130,7 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
 
   // The test server does not skip time while an activity runs, so this budget is shortened to seconds.
   it('fails a validation that overruns its budget before anything is touched', { timeout: 60_000 }, async () => {
-    const { activities, calls } = stubActivities({ inspectDockerEnvironment: untilCancelled });
+    const { activities, calls } = stubActivities({ inspectEnvironment: untilCancelled });
     const status = await withWorker(activities, async (queue) =>
       (await start(queue, request('staging', { validate: '2s' }))).result(),
     );
@@ -155,7 +155,7 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
   it('stays open as compensation-failed until an operator retries', { timeout: 60_000 }, async () => {
     let restoreWorks = false;
     const { activities, calls } = stubActivities({
-      awaitHealthy: () => Promise.reject(ApplicationFailure.nonRetryable('HTTP 500 from /health', 'Unhealthy')),
+      awaitReady: () => Promise.reject(ApplicationFailure.nonRetryable('HTTP 500 from /health', 'Unhealthy')),
       restoreRelease: ({ to }) =>
         restoreWorks
           ? Promise.resolve(to)
@@ -190,7 +190,7 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
 
   it('ends abandoned (exit 5) when the operator abandons a failed compensation', { timeout: 60_000 }, async () => {
     const { activities } = stubActivities({
-      awaitHealthy: () => Promise.reject(ApplicationFailure.nonRetryable('unhealthy', 'Unhealthy')),
+      awaitReady: () => Promise.reject(ApplicationFailure.nonRetryable('unhealthy', 'Unhealthy')),
       verifyRelease: () =>
         Promise.resolve({
           consistent: false,
@@ -267,7 +267,7 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
     { timeout: 60_000 },
     async () => {
       const { activities, calls } = stubActivities({
-        awaitHealthy: () => Promise.reject(ApplicationFailure.nonRetryable('restored release unhealthy', 'Unhealthy')),
+        awaitReady: () => Promise.reject(ApplicationFailure.nonRetryable('restored release unhealthy', 'Unhealthy')),
       });
       const deploy = request('production');
       const status = await withWorker(activities, async (taskQueue) => {

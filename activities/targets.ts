@@ -1,0 +1,83 @@
+/**
+ * The operations every target offers, as activities: each dispatches to the module of the system it talks to.
+ * Workflows see only these, so a runbook reads the same whatever it deploys to.
+ */
+import type { HealthCheckSpec } from '../domain/spec.js';
+import type { ConsistencyReport, PinnedImage, ReleaseState } from '../domain/release.js';
+import type { Target } from '../domain/requests.js';
+import * as docker from './docker.js';
+import { invalid } from './failures.js';
+import { awaitHealthy } from './health.js';
+
+export type { EnvironmentReport } from './docker.js';
+
+function unsupported(target: never): never {
+  throw invalid(`target ${(target as Target).kind} is not supported by this worker`);
+}
+
+export async function inspectEnvironment(target: Target, dependsOn: string[]): Promise<docker.EnvironmentReport> {
+  if (target.kind === 'docker') return docker.inspectDockerEnvironment(target, dependsOn);
+  return unsupported(target as never);
+}
+
+export async function resolveImage(target: Target, repository: string, version: string): Promise<PinnedImage> {
+  if (target.kind === 'docker') return docker.resolveImage(target, repository, version);
+  return unsupported(target as never);
+}
+
+/** Problems the target finds in the release without changing anything (server-side dry runs). */
+export function dryRunRelease(target: Target, _image: PinnedImage): Promise<string[]> {
+  // The Docker engine has no dry run: the container configuration is checked when it is created.
+  if (target.kind === 'docker') return Promise.resolve([]);
+  return unsupported(target as never);
+}
+
+export async function snapshotRelease(target: Target, _deploymentId: string): Promise<ReleaseState> {
+  if (target.kind === 'docker') return docker.snapshotRelease(target);
+  return unsupported(target as never);
+}
+
+export interface ApplyRequest {
+  target: Target;
+  deploymentId: string;
+  version: string;
+  image: PinnedImage;
+}
+
+export async function applyRelease({ target, ...release }: ApplyRequest): Promise<ReleaseState> {
+  if (target.kind === 'docker') return docker.applyRelease({ target, ...release });
+  return unsupported(target as never);
+}
+
+/** Waits until the applied release serves: the health check for Docker. */
+export async function awaitReady(target: Target, check: HealthCheckSpec): Promise<string> {
+  if (target.kind === 'docker') return awaitHealthy({ check, host: target.hostIp, port: target.hostPort });
+  return unsupported(target as never);
+}
+
+export interface RestoreRequest {
+  target: Target;
+  to: ReleaseState;
+  /** Keep the release being replaced as a rollback point (manual rollback) or remove it (failed deploy). */
+  keepCurrent: boolean;
+}
+
+export async function restoreRelease({ target, ...request }: RestoreRequest): Promise<ReleaseState> {
+  if (target.kind === 'docker') return docker.restoreRelease({ target, ...request });
+  return unsupported(target as never);
+}
+
+export async function verifyRelease(target: Target, expected: ReleaseState): Promise<ConsistencyReport> {
+  if (target.kind === 'docker') return docker.verifyRelease(target, expected);
+  return unsupported(target as never);
+}
+
+export async function findKeptRelease(target: Target, deploymentId?: string): Promise<ReleaseState> {
+  if (target.kind === 'docker') return docker.findKeptRelease(target, deploymentId);
+  return unsupported(target as never);
+}
+
+export async function pruneHistory(target: Target): Promise<string[]> {
+  if (target.kind === 'docker') return docker.pruneHistory(target);
+  return unsupported(target as never);
+}

@@ -1,0 +1,239 @@
+/**
+ * A thin JSON client for the Kubernetes API. The generated clients deserialize into typed models, which drop fields
+ * they do not know and turn timestamps into Dates; snapshots and hashes need the objects exactly as the server has
+ * them, so requests go through node:https with the credentials the kubeconfig describes.
+ */
+import { existsSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import { KubeConfig } from '@kubernetes/client-node';
+import type { KubernetesTarget } from '../../domain/kubernetes.js';
+import { invalid, isConnectionError, unreachable } from '../failures.js';
+
+const REQUEST_TIMEOUT_MS = 30_000;
+// Beyond failures.ts's list: a name that does not resolve, or a connection the server dropped mid-request.
+const MORE_CONNECTION_CODES = new Set(['ENOTFOUND', 'EPIPE', 'ECONNABORTED', 'ERR_SOCKET_CONNECTION_TIMEOUT']);
+
+export type KubeObject = Record<string, unknown> & {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; [key: string]: unknown };
+};
+
+export interface StatusCause {
+  field?: string;
+  message?: string;
+  reason?: string;
+}
+
+/** The API's Status object: what a failed request says, with the fields it complained about. */
+export interface KubeStatus {
+  message?: string;
+  reason?: string;
+  code?: number;
+  details?: { causes?: StatusCause[] };
+}
+
+export class KubeApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: KubeStatus,
+    what: string,
+  ) {
+    super(`${what}: HTTP ${status} ${body.reason ?? ''} ${body.message ?? ''}`.trim());
+  }
+}
+
+export const isNotFound = (error: unknown): boolean => error instanceof KubeApiError && error.status === 404;
+
+export interface ApiResource {
+  name: string;
+  namespaced: boolean;
+  kind: string;
+  verbs: string[];
+}
+
+export interface RequestOptions {
+  body?: unknown;
+  contentType?: string;
+  query?: Record<string, string | undefined>;
+}
+
+export interface Cluster {
+  server: string;
+  request<T>(method: string, path: string, options?: RequestOptions): Promise<T>;
+  /** Discovery: the resource serving apiVersion/kind, or undefined when the server does not serve it. */
+  resource(apiVersion: string, kind: string): Promise<ApiResource | undefined>;
+}
+
+function loadConfig(target: KubernetesTarget): KubeConfig {
+  const kc = new KubeConfig();
+  if (target.kubeconfig) {
+    if (!existsSync(target.kubeconfig)) throw invalid(`kubeconfig ${target.kubeconfig} does not exist`);
+    kc.loadFromFile(target.kubeconfig);
+  } else kc.loadFromDefault();
+  if (target.context) {
+    if (!kc.getContextObject(target.context))
+      throw invalid(
+        `kubeconfig has no context "${target.context}" (known: ${kc.contexts.map((c) => c.name).join(', ')})`,
+      );
+    kc.setCurrentContext(target.context);
+  }
+  if (!kc.getCurrentCluster()) throw invalid('the kubeconfig names no cluster for its current context');
+  return kc;
+}
+
+function connectionError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return isConnectionError(error) || (typeof code === 'string' && MORE_CONNECTION_CODES.has(code));
+}
+
+function send(
+  url: URL,
+  options: https.RequestOptions,
+  body: string | undefined,
+): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const onResponse = (res: http.IncomingMessage): void => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    };
+    const req =
+      url.protocol === 'https:' ? https.request(url, options, onResponse) : http.request(url, options, onResponse);
+    req.setTimeout(REQUEST_TIMEOUT_MS, () =>
+      req.destroy(Object.assign(new Error(`no answer within ${REQUEST_TIMEOUT_MS} ms`), { code: 'ETIMEDOUT' })),
+    );
+    req.on('error', reject);
+    if (body !== undefined) req.write(body);
+    req.end();
+  });
+}
+
+function parseStatus(text: string): KubeStatus {
+  try {
+    return JSON.parse(text) as KubeStatus;
+  } catch {
+    return { message: text.slice(0, 500) };
+  }
+}
+
+/** One connection per activity call: credentials (tokens of exec plugins included) are read fresh each time. */
+export function connect(target: KubernetesTarget): Cluster {
+  const kc = loadConfig(target);
+  const server = kc.getCurrentCluster()?.server ?? '';
+  const discovery = new Map<string, Promise<ApiResource[]>>();
+
+  const request = async <T>(method: string, path: string, options: RequestOptions = {}): Promise<T> => {
+    const url = new URL(server.replace(/\/$/, '') + path);
+    for (const [key, value] of Object.entries(options.query ?? {}))
+      if (value !== undefined) url.searchParams.set(key, value);
+    const body = options.body === undefined ? undefined : JSON.stringify(options.body);
+    const requestOptions: https.RequestOptions = { method, headers: {} };
+    await kc.applyToHTTPSOptions(requestOptions);
+    requestOptions.headers = {
+      ...requestOptions.headers,
+      Accept: 'application/json',
+      ...(body === undefined
+        ? {}
+        : { 'Content-Type': options.contentType ?? 'application/json', 'Content-Length': Buffer.byteLength(body) }),
+    };
+    let res: { status: number; text: string };
+    try {
+      res = await send(url, requestOptions, body);
+    } catch (error) {
+      if (connectionError(error)) throw unreachable(`Kubernetes API ${server}`, error);
+      throw error;
+    }
+    // An apiserver that answers but cannot serve yet is as good as unreachable: worth retrying.
+    if ([502, 503, 504].includes(res.status))
+      throw unreachable(`Kubernetes API ${server}`, new Error(`HTTP ${res.status} for ${method} ${url.pathname}`));
+    if (res.status < 200 || res.status > 299)
+      throw new KubeApiError(res.status, parseStatus(res.text), `${method} ${url.pathname}`);
+    return (res.text ? JSON.parse(res.text) : {}) as T;
+  };
+
+  const resource = async (apiVersion: string, kind: string): Promise<ApiResource | undefined> => {
+    const base = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+    let listed = discovery.get(base);
+    if (!listed) {
+      listed = request<{ resources?: ApiResource[] }>('GET', base).then(
+        (list) => (list.resources ?? []).filter((r) => !r.name.includes('/')),
+        (error: unknown) => {
+          if (isNotFound(error)) return [];
+          throw error;
+        },
+      );
+      discovery.set(base, listed);
+    }
+    return (await listed).find((r) => r.kind === kind);
+  };
+
+  return { server, request, resource };
+}
+
+export const apiBase = (apiVersion: string): string =>
+  apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+
+/** The collection path of a kind in a namespace (or cluster-wide); undefined when the kind is not served. */
+export async function collectionPath(
+  cluster: Cluster,
+  apiVersion: string,
+  kind: string,
+  namespace: string,
+): Promise<string | undefined> {
+  const found = await cluster.resource(apiVersion, kind);
+  if (!found) return undefined;
+  return found.namespaced
+    ? `${apiBase(apiVersion)}/namespaces/${namespace}/${found.name}`
+    : `${apiBase(apiVersion)}/${found.name}`;
+}
+
+/** What the server said about a request, with each field it complained about. */
+export function explain(error: KubeApiError): string {
+  const causes = (error.body.details?.causes ?? []).filter((c) => c.field || c.message);
+  if (causes.length === 0) return error.body.message ?? error.message;
+  return causes
+    .map((c) => (c.field ? `${c.field}: ${c.message ?? c.reason ?? 'invalid'}` : (c.message ?? '')))
+    .join('; ');
+}
+
+export interface ApplyOptions {
+  fieldManager: string;
+  dryRun?: boolean;
+}
+
+/** Server-side apply, forced: the release owns every field it sets, whoever set it before. */
+export async function serverSideApply(
+  cluster: Cluster,
+  object: KubeObject,
+  options: ApplyOptions,
+): Promise<KubeObject> {
+  const found = await cluster.resource(object.apiVersion, object.kind);
+  if (!found) throw invalid(`${object.kind} ${object.apiVersion} is not served by the cluster`);
+  if (!found.namespaced) throw invalid(`${object.kind} is cluster-scoped; a release holds namespaced objects only`);
+  const namespace = object.metadata.namespace ?? '';
+  const collection = await collectionPath(cluster, object.apiVersion, object.kind, namespace);
+  return cluster.request<KubeObject>('PATCH', `${collection}/${object.metadata.name}`, {
+    body: object,
+    contentType: 'application/apply-patch+yaml',
+    query: { fieldManager: options.fieldManager, force: 'true', dryRun: options.dryRun ? 'All' : undefined },
+  });
+}
+
+/** Deletes an object; already gone is fine. Dependents (ReplicaSets, pods) go with it in the background. */
+export async function deleteObject(
+  cluster: Cluster,
+  ref: { apiVersion: string; kind: string; namespace: string; name: string },
+): Promise<boolean> {
+  const collection = await collectionPath(cluster, ref.apiVersion, ref.kind, ref.namespace);
+  if (!collection) return false;
+  try {
+    await cluster.request('DELETE', `${collection}/${ref.name}`, { body: { propagationPolicy: 'Background' } });
+    return true;
+  } catch (error) {
+    if (isNotFound(error)) return false;
+    throw error;
+  }
+}

@@ -1,0 +1,176 @@
+/**
+ * Rollback points stored in the cluster, next to the workload, the way Helm keeps releases: one Secret per revision,
+ * its content gzip-compressed and hashed. Secret values therefore never leave the cluster; what the workflow gets is
+ * the Secret's name and hashes.
+ */
+import { gunzipSync, gzipSync } from 'node:zlib';
+import {
+  SNAPSHOT_SECRET_TYPE,
+  releaseSnapshotSchema,
+  type KubernetesTarget,
+  type ReleaseSnapshot,
+} from '../../domain/kubernetes.js';
+import type { ReleaseState } from '../../domain/release.js';
+import { invalid } from '../failures.js';
+import { KubeApiError, connect, isNotFound, type Cluster, type KubeObject } from './client.js';
+import { loadManifests, refOf, type ObjectRef } from './manifests.js';
+import { describeRelease, liveRelease, sha256 } from './objects.js';
+
+const SNAPSHOT_LABEL = {
+  service: 'deploy-agent.dev/snapshot-service',
+  environment: 'deploy-agent.dev/snapshot-environment',
+  revision: 'deploy-agent.dev/revision',
+} as const;
+const SNAPSHOT_ANNOTATION = {
+  takenBy: 'deploy-agent.dev/taken-by',
+  releaseDeploymentId: 'deploy-agent.dev/release-deployment-id',
+  contentHash: 'deploy-agent.dev/content-sha256',
+} as const;
+const CREATE_ATTEMPTS = 3;
+
+interface SecretObject extends KubeObject {
+  type?: string;
+  data?: Record<string, string>;
+}
+
+const secretsPath = (target: KubernetesTarget): string => `/api/v1/namespaces/${target.namespace}/secrets`;
+const snapshotName = (target: KubernetesTarget, revision: number): string =>
+  `deploy-agent.${target.service}.${target.environment}.v${revision}`;
+const revisionOf = (secret: KubeObject): number =>
+  Number((secret.metadata.labels as Record<string, string> | undefined)?.[SNAPSHOT_LABEL.revision] ?? 0);
+const annotation = (secret: KubeObject, key: string): string | undefined =>
+  (secret.metadata.annotations as Record<string, string> | undefined)?.[key];
+
+/** The revision Secrets of this service and environment, newest first. */
+export async function listRevisions(cluster: Cluster, target: KubernetesTarget): Promise<SecretObject[]> {
+  const list = await cluster.request<{ items?: SecretObject[] }>('GET', secretsPath(target), {
+    query: {
+      labelSelector: `${SNAPSHOT_LABEL.service}=${target.service},${SNAPSHOT_LABEL.environment}=${target.environment}`,
+    },
+  });
+  return (list.items ?? [])
+    .filter((s) => s.type === SNAPSHOT_SECRET_TYPE)
+    .sort((a, b) => revisionOf(b) - revisionOf(a));
+}
+
+function decode(secret: SecretObject): ReleaseSnapshot {
+  const packed = secret.data?.release;
+  if (!packed) throw invalid(`revision ${secret.metadata.name} holds no release`);
+  const json = gunzipSync(Buffer.from(packed, 'base64')).toString('utf8');
+  if (sha256(json) !== annotation(secret, SNAPSHOT_ANNOTATION.contentHash))
+    throw invalid(`revision ${secret.metadata.name} does not match its content hash: it was altered`);
+  return releaseSnapshotSchema.parse(JSON.parse(json));
+}
+
+export async function readSnapshot(cluster: Cluster, target: KubernetesTarget, name: string): Promise<ReleaseSnapshot> {
+  try {
+    return decode(await cluster.request<SecretObject>('GET', `${secretsPath(target)}/${name}`));
+  } catch (error) {
+    if (isNotFound(error)) throw invalid(`the rollback point ${name} no longer exists in ${target.namespace}`);
+    throw error;
+  }
+}
+
+export function stateOf(snapshot: ReleaseSnapshot, handle: string): ReleaseState {
+  const { present, running, deploymentId, version, imageDigest, configHash } = snapshot;
+  return { present, handle, deploymentId, version, imageDigest, configHash, running };
+}
+
+function secretOf(target: KubernetesTarget, snapshot: ReleaseSnapshot): SecretObject {
+  const json = JSON.stringify(snapshot);
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: SNAPSHOT_SECRET_TYPE,
+    metadata: {
+      name: snapshotName(target, snapshot.revision),
+      namespace: target.namespace,
+      labels: {
+        [SNAPSHOT_LABEL.service]: target.service,
+        [SNAPSHOT_LABEL.environment]: target.environment,
+        [SNAPSHOT_LABEL.revision]: String(snapshot.revision),
+      },
+      annotations: {
+        [SNAPSHOT_ANNOTATION.takenBy]: snapshot.takenBy,
+        [SNAPSHOT_ANNOTATION.releaseDeploymentId]: snapshot.deploymentId ?? '',
+        [SNAPSHOT_ANNOTATION.contentHash]: sha256(json),
+      },
+    },
+    data: { release: gzipSync(json).toString('base64') },
+  };
+}
+
+/** Which objects the release manages now: those in its manifests and those an earlier apply labelled. */
+async function managedRefs(target: KubernetesTarget): Promise<ObjectRef[]> {
+  return (await loadManifests(target)).map(refOf);
+}
+
+/**
+ * The rollback point: every object the release manages as it is now, and the ones the new release would add (absent,
+ * so restore deletes them). A retry returns the revision this deployment already took: by then the target may have
+ * been changed, and a second snapshot would capture the half-applied release.
+ */
+export async function createRollbackPoint(target: KubernetesTarget, deploymentId: string): Promise<ReleaseState> {
+  const cluster = connect(target);
+  const refs = await managedRefs(target);
+  for (let attempt = 1; ; attempt++) {
+    const revisions = await listRevisions(cluster, target);
+    const own = revisions.find((s) => annotation(s, SNAPSHOT_ANNOTATION.takenBy) === deploymentId);
+    if (own) return stateOf(decode(own), own.metadata.name);
+    const live = await liveRelease(cluster, target, refs);
+    const snapshot: ReleaseSnapshot = {
+      format: 1,
+      service: target.service,
+      environment: target.environment,
+      revision: (revisions[0] ? revisionOf(revisions[0]) : 0) + 1,
+      takenBy: deploymentId,
+      takenAt: new Date().toISOString(),
+      ...describeRelease(target, live),
+      entries: live.entries,
+    };
+    const secret = secretOf(target, snapshot);
+    try {
+      await cluster.request('POST', secretsPath(target), { body: secret });
+    } catch (error) {
+      // Another writer took this revision number: look again, bounded.
+      if (error instanceof KubeApiError && error.status === 409 && attempt < CREATE_ATTEMPTS) continue;
+      throw error;
+    }
+    await pruneRevisions(cluster, target);
+    return stateOf(snapshot, secret.metadata.name);
+  }
+}
+
+/** Keeps the newest historyLimit revisions. */
+async function pruneRevisions(cluster: Cluster, target: KubernetesTarget): Promise<string[]> {
+  const stale = (await listRevisions(cluster, target)).slice(Math.max(1, target.historyLimit));
+  for (const secret of stale)
+    await cluster.request('DELETE', `${secretsPath(target)}/${secret.metadata.name}`).catch((error: unknown) => {
+      if (!isNotFound(error)) throw error;
+    });
+  return stale.map((s) => s.metadata.name);
+}
+
+/**
+ * A stored release to roll back to: the one a deployment applied, or without an id the previous release (the newest
+ * revision that differs from what runs now, so a second rollback toggles back, like `kubectl rollout undo`).
+ */
+export async function findRevision(target: KubernetesTarget, deploymentId?: string): Promise<ReleaseState> {
+  const cluster = connect(target);
+  const revisions = await listRevisions(cluster, target);
+  const where = `${target.service} in ${target.environment} (namespace ${target.namespace})`;
+  if (deploymentId) {
+    const found = revisions.find((s) => annotation(s, SNAPSHOT_ANNOTATION.releaseDeploymentId) === deploymentId);
+    if (!found)
+      throw invalid(
+        `the release of deployment ${deploymentId} is not among the ${revisions.length} revisions of ${where}`,
+      );
+    return stateOf(decode(found), found.metadata.name);
+  }
+  const current = describeRelease(target, await liveRelease(cluster, target, await managedRefs(target)));
+  for (const secret of revisions) {
+    const snapshot = decode(secret);
+    if (snapshot.present && snapshot.configHash !== current.configHash) return stateOf(snapshot, secret.metadata.name);
+  }
+  throw invalid(`no previous release of ${where} is kept to roll back to`);
+}

@@ -177,7 +177,8 @@ export interface Stamp {
   version?: string;
 }
 
-function labelValue(value: string): string | undefined {
+/** The tail of a value that fits in a label (63 characters, alphanumeric at both ends), or nothing. */
+export function labelValue(value: string): string | undefined {
   const tail = value.slice(-63).replace(/^[^A-Za-z0-9]+/, '');
   return /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/.test(tail) ? tail : undefined;
 }

@@ -13,13 +13,14 @@ import {
 import type { ReleaseState } from '../../domain/release.js';
 import { invalid } from '../failures.js';
 import { KubeApiError, connect, isNotFound, type Cluster, type KubeObject } from './client.js';
-import { loadManifests, refOf, type ObjectRef } from './manifests.js';
+import { labelValue, loadManifests, refOf, type ObjectRef } from './manifests.js';
 import { describeRelease, liveRelease, sha256 } from './objects.js';
 
 const SNAPSHOT_LABEL = {
   service: 'deploy-agent.dev/snapshot-service',
   environment: 'deploy-agent.dev/snapshot-environment',
   revision: 'deploy-agent.dev/revision',
+  takenBy: 'deploy-agent.dev/taken-by',
 } as const;
 const SNAPSHOT_ANNOTATION = {
   takenBy: 'deploy-agent.dev/taken-by',
@@ -78,6 +79,7 @@ export function stateOf(snapshot: ReleaseSnapshot, handle: string): ReleaseState
 
 function secretOf(target: KubernetesTarget, snapshot: ReleaseSnapshot): SecretObject {
   const json = JSON.stringify(snapshot);
+  const takenBy = labelValue(snapshot.takenBy);
   return {
     apiVersion: 'v1',
     kind: 'Secret',
@@ -89,6 +91,7 @@ function secretOf(target: KubernetesTarget, snapshot: ReleaseSnapshot): SecretOb
         [SNAPSHOT_LABEL.service]: target.service,
         [SNAPSHOT_LABEL.environment]: target.environment,
         [SNAPSHOT_LABEL.revision]: String(snapshot.revision),
+        ...(takenBy ? { [SNAPSHOT_LABEL.takenBy]: takenBy } : {}),
       },
       annotations: {
         [SNAPSHOT_ANNOTATION.takenBy]: snapshot.takenBy,
@@ -100,7 +103,7 @@ function secretOf(target: KubernetesTarget, snapshot: ReleaseSnapshot): SecretOb
   };
 }
 
-/** Which objects the release manages now: those in its manifests and those an earlier apply labelled. */
+/** The objects of the release's manifests; liveRelease adds those an earlier apply labelled. */
 async function managedRefs(target: KubernetesTarget): Promise<ObjectRef[]> {
   return (await loadManifests(target)).map(refOf);
 }

@@ -40,8 +40,9 @@ export function workloadStatus(workload: KubeObject): WorkloadStatus {
     message?: string;
   }[];
   const progressing = conditions.find((c) => c.type === 'Progressing');
+  // A condition from before the latest change says nothing about it: a restored template would look failed at once.
   const failure =
-    progressing?.status === 'False'
+    observed && progressing?.status === 'False'
       ? `${progressing.reason ?? 'NotProgressing'}: ${progressing.message ?? ''}`
       : undefined;
   return {

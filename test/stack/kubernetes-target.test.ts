@@ -148,7 +148,7 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
 
   let v1: Awaited<ReturnType<typeof deploy>>;
 
-  void it('applies v1 and waits for its rollout, with heartbeats; retries change nothing', async () => {
+  void it('applies v1 and waits for its rollout; retries change nothing', async () => {
     const started = Date.now();
     v1 = await deploy(target, '1.0.0', image('a'));
     console.log(`v1 applied and rolled out in ${Date.now() - started} ms: ${v1.detail}`);
@@ -186,6 +186,7 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
     const stored = await core.readNamespacedSecret({ name: v1Point.handle ?? '', namespace: NAMESPACE });
     assert.equal(stored.type, 'deploy-agent.dev/release-snapshot');
     assert.equal(stored.metadata?.labels?.['deploy-agent.dev/revision'], '2');
+    assert.equal(stored.metadata?.labels?.['deploy-agent.dev/taken-by'], id);
 
     const applied = await applyRelease({ target: v2, deploymentId: id, version: '2.0.0', image: image('b') });
     const started = Date.now();
@@ -206,11 +207,16 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
     const changedConfig = diff.changed.find((c) => c.object === 'ConfigMap/web-shop-config');
     assert.ok(changedConfig?.fields.includes('data.LOG_LEVEL'), JSON.stringify(diff));
     assert.ok(diff.changed.some((c) => c.object === 'Deployment/web-shop'));
+    const changedSecret = diff.changed.find((c) => c.object === 'Secret/web-shop-secret');
+    assert.ok(changedSecret?.fields.includes('data'), 'a Secret is reported by top-level field, not by key');
+    assert.ok(!(changedSecret?.fields ?? []).some((f) => f.includes('API_KEY')));
 
     const restoreStarted = Date.now();
     const restored = await restoreRelease({ target: v2, to: v1Point });
     console.log(`restore took ${Date.now() - restoreStarted} ms`);
     assert.equal(restored.configHash, v1Point.configHash);
+    assert.equal(restored.imageDigest, image('a').digest);
+    assert.equal(restored.running, true);
     const rs = await apps.readNamespacedReplicaSet({ name: v1ReplicaSet, namespace: NAMESPACE });
     assert.equal(rs.status?.readyReplicas, 2);
     const hash = rs.metadata?.labels?.['pod-template-hash'] ?? '';
@@ -222,6 +228,8 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
     const config = await core.readNamespacedConfigMap({ name: 'web-shop-config', namespace: NAMESPACE });
     assert.equal(config.data?.LOG_LEVEL, 'info');
     await assert.rejects(core.readNamespacedConfigMap({ name: 'web-shop-features', namespace: NAMESPACE }));
+    const secret = await core.readNamespacedSecret({ name: 'web-shop-secret', namespace: NAMESPACE });
+    assert.equal(Buffer.from(secret.data?.API_KEY ?? '', 'base64').toString(), 'fixture-key-not-a-secret');
     const deployment = await apps.readNamespacedDeployment({ name: 'web-shop', namespace: NAMESPACE });
     assert.equal(deployment.spec?.template.metadata?.annotations?.['deploy-agent.dev/simulate'], undefined);
 

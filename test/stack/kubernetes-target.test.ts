@@ -125,6 +125,7 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
   void it('dry run passes v1 and rejects an invalid manifest, naming kind, name and field, changing nothing', async () => {
     assert.deepEqual(await dryRunRelease(target, image('a')), []);
     const problems = await dryRunRelease(withManifests('web-shop-invalid'), image('a'));
+    console.log(`dry run: ${problems.join('; ')}`);
     assert.equal(problems.length, 1, problems.join('\n'));
     assert.match(problems[0] ?? '', /^Deployment\/shop\/web-shop: .*containers\[0\]\.ports\[0\]\.containerPort/);
     await assert.rejects(core.readNamespacedConfigMap({ name: 'web-shop-config', namespace: NAMESPACE }));
@@ -139,6 +140,7 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
       body: { metadata: { name: 'small' }, spec: { hard: { 'requests.cpu': '150m', pods: '10' } } },
     });
     const report = await inspectKubernetesEnvironment({ ...target, namespace }, []);
+    console.log(`inspect: ${report.problems.join('; ')}`);
     assert.equal(report.problems.length, 1, report.problems.join('\n'));
     assert.match(
       report.problems[0] ?? '',
@@ -157,8 +159,12 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
     assert.equal(v1.applied.imageDigest, image('a').digest);
     assert.equal(v1.applied.deploymentId, v1.id);
 
+    // A crash midway leaves some objects unapplied; the retry with the same deployment converges on the release.
+    await core.deleteNamespacedService({ name: 'web-shop', namespace: NAMESPACE });
+    await core.deleteNamespacedSecret({ name: 'web-shop-secret', namespace: NAMESPACE });
     const again = await applyRelease({ target, deploymentId: v1.id, version: '1.0.0', image: image('a') });
     assert.equal(again.configHash, v1.applied.configHash);
+    await core.readNamespacedService({ name: 'web-shop', namespace: NAMESPACE });
     assert.deepEqual(await createRollbackPoint(target, v1.id), v1.point);
 
     const progress = recording();
@@ -189,6 +195,8 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
     assert.equal(stored.metadata?.labels?.['deploy-agent.dev/taken-by'], id);
 
     const applied = await applyRelease({ target: v2, deploymentId: id, version: '2.0.0', image: image('b') });
+    const early = await failureOf(awaitRollout(v2, { timeoutMs: 1_500, intervalMs: 250 }), FailureType.unhealthy);
+    assert.match(early.message, /^rollout did not finish within 1500 ms: Deployment\/shop\/web-shop: /);
     const started = Date.now();
     const progress = recording();
     const failure = await failureOf(

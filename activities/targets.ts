@@ -6,35 +6,32 @@ import type { HealthCheckSpec } from '../domain/spec.js';
 import type { ConsistencyReport, PinnedImage, ReleaseState } from '../domain/release.js';
 import type { Target } from '../domain/requests.js';
 import * as docker from './docker.js';
-import { invalid } from './failures.js';
 import { awaitHealthy } from './health.js';
+import * as kubernetes from './kubernetes/index.js';
+import { resolveRegistryImage } from './registry.js';
 
 export type { EnvironmentReport } from './docker.js';
 
-function unsupported(target: never): never {
-  throw invalid(`target ${(target as Target).kind} is not supported by this worker`);
-}
-
 export async function inspectEnvironment(target: Target, dependsOn: string[]): Promise<docker.EnvironmentReport> {
   if (target.kind === 'docker') return docker.inspectDockerEnvironment(target, dependsOn);
-  return unsupported(target as never);
+  return kubernetes.inspectKubernetesEnvironment(target, dependsOn);
 }
 
 export async function resolveImage(target: Target, repository: string, version: string): Promise<PinnedImage> {
   if (target.kind === 'docker') return docker.resolveImage(target, repository, version);
-  return unsupported(target as never);
+  return resolveRegistryImage(repository, version);
 }
 
 /** Problems the target finds in the release without changing anything (server-side dry runs). */
-export function dryRunRelease(target: Target, _image: PinnedImage): Promise<string[]> {
+export function dryRunRelease(target: Target, image: PinnedImage): Promise<string[]> {
   // The Docker engine has no dry run: the container configuration is checked when it is created.
   if (target.kind === 'docker') return Promise.resolve([]);
-  return unsupported(target as never);
+  return kubernetes.dryRunRelease(target, image);
 }
 
-export async function snapshotRelease(target: Target, _deploymentId: string): Promise<ReleaseState> {
+export async function snapshotRelease(target: Target, deploymentId: string): Promise<ReleaseState> {
   if (target.kind === 'docker') return docker.snapshotRelease(target);
-  return unsupported(target as never);
+  return kubernetes.createRollbackPoint(target, deploymentId);
 }
 
 export interface ApplyRequest {
@@ -46,13 +43,13 @@ export interface ApplyRequest {
 
 export async function applyRelease({ target, ...release }: ApplyRequest): Promise<ReleaseState> {
   if (target.kind === 'docker') return docker.applyRelease({ target, ...release });
-  return unsupported(target as never);
+  return kubernetes.applyRelease({ target, ...release });
 }
 
-/** Waits until the applied release serves: the health check for Docker. */
+/** Waits until the applied release serves: the health check for Docker, the rollout for Kubernetes. */
 export async function awaitReady(target: Target, check: HealthCheckSpec): Promise<string> {
   if (target.kind === 'docker') return awaitHealthy({ check, host: target.hostIp, port: target.hostPort });
-  return unsupported(target as never);
+  return kubernetes.awaitRollout(target, { timeoutMs: check.healthyWithin });
 }
 
 export interface RestoreRequest {
@@ -64,20 +61,21 @@ export interface RestoreRequest {
 
 export async function restoreRelease({ target, ...request }: RestoreRequest): Promise<ReleaseState> {
   if (target.kind === 'docker') return docker.restoreRelease({ target, ...request });
-  return unsupported(target as never);
+  return kubernetes.restoreRelease({ target, ...request });
 }
 
 export async function verifyRelease(target: Target, expected: ReleaseState): Promise<ConsistencyReport> {
   if (target.kind === 'docker') return docker.verifyRelease(target, expected);
-  return unsupported(target as never);
+  return kubernetes.verifyRelease(target, expected);
 }
 
 export async function findKeptRelease(target: Target, deploymentId?: string): Promise<ReleaseState> {
   if (target.kind === 'docker') return docker.findKeptRelease(target, deploymentId);
-  return unsupported(target as never);
+  return kubernetes.findRevision(target, deploymentId);
 }
 
 export async function pruneHistory(target: Target): Promise<string[]> {
   if (target.kind === 'docker') return docker.pruneHistory(target);
-  return unsupported(target as never);
+  // Revisions are pruned to historyLimit when a rollback point is stored.
+  return Promise.resolve([]);
 }

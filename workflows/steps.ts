@@ -18,7 +18,8 @@ const look = proxyActivities<Activities>({
 
 /** Changes to a target: retried until the phase's budget cancels them, which is safe because they are idempotent. */
 const change = proxyActivities<Activities>({
-  startToCloseTimeout: '2m',
+  // A Kubernetes restore waits for the restored rollout (up to 2 minutes) inside the call.
+  startToCloseTimeout: '3m',
   heartbeatTimeout: '30s',
   retry: {
     initialInterval: '1s',

@@ -1,0 +1,171 @@
+/**
+ * End to end on a real Kubernetes control plane (kwok nodes), the Temporal dev server, a registry holding the images,
+ * and the CLI run as CI runs it.
+ */
+import assert from 'node:assert/strict';
+import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import * as k8s from '@kubernetes/client-node';
+import { startDevStack, type DevStack } from '../../client/dev.js';
+import { buildServiceImage, startLocalDockerStack } from '../../stack/docker.js';
+import { startKubeControlPlane } from '../../stack/kube.js';
+import { freePort } from '../../stack/processes.js';
+import { runCli } from '../support/cli.js';
+
+const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/kubernetes/', import.meta.url));
+const NAMESPACE = 'shop';
+
+describe('deploys to Kubernetes end to end', { timeout: 900_000 }, () => {
+  let workDir: string;
+  let docker: Awaited<ReturnType<typeof startLocalDockerStack>>;
+  let plane: Awaited<ReturnType<typeof startKubeControlPlane>>;
+  let temporal: DevStack;
+  let core: k8s.CoreV1Api;
+  let apps: k8s.AppsV1Api;
+  let env: Record<string, string>;
+  const digests: Record<string, string> = {};
+
+  /** A spec per release: the release is a directory of manifests, copied with this run's registry in it. */
+  async function specFor(release: string, namespace = NAMESPACE, kubeconfig = plane.kubeconfigPath): Promise<string> {
+    const dir = join(workDir, `release-${release}-${namespace}`);
+    await cp(join(FIXTURES, release), dir, { recursive: true });
+    for (const file of await readdir(dir)) {
+      const text = await readFile(join(dir, file), 'utf8');
+      await writeFile(join(dir, file), text.replaceAll('127.0.0.1:5000', docker.registry.address));
+    }
+    const spec = join(workDir, `deploy-${release}-${namespace}.yaml`);
+    await writeFile(
+      spec,
+      `service: web-shop
+target: kubernetes
+image:
+  repository: ${docker.registry.address}/web-shop
+release:
+  manifests: ${dir}
+healthCheck:
+  healthyWithin: 60s
+environments:
+  staging:
+    kubernetes:
+      kubeconfig: ${kubeconfig}
+      namespace: ${namespace}
+    historyLimit: 5
+`,
+    );
+    return spec;
+  }
+
+  const deploy = async (release: string, version: string, namespace?: string) =>
+    runCli(
+      ['deploy', '-f', await specFor(release, namespace), '--env', 'staging', '--version', version, '--wait', '--json'],
+      {
+        ...env,
+        DEPLOY_AGENT_USER: 'ci-bot',
+      },
+    );
+
+  const liveImage = async () =>
+    (await apps.readNamespacedDeployment({ name: 'web-shop', namespace: NAMESPACE })).spec?.template.spec?.containers[0]
+      ?.image;
+
+  before(async () => {
+    workDir = await mkdtemp(join(tmpdir(), 'deploy-kube-e2e-'));
+    docker = await startLocalDockerStack(join(workDir, 'docker'));
+    for (const version of ['1.0.0', '1.1.0', '2.0.0'])
+      digests[version] = (
+        await buildServiceImage(docker, { repository: `${docker.registry.address}/web-shop`, version, healthy: true })
+      ).digest;
+    plane = await startKubeControlPlane(join(workDir, 'kube'));
+    const kc = new k8s.KubeConfig();
+    kc.loadFromFile(plane.kubeconfigPath);
+    core = kc.makeApiClient(k8s.CoreV1Api);
+    apps = kc.makeApiClient(k8s.AppsV1Api);
+    for (const name of [NAMESPACE, 'tight']) await core.createNamespace({ body: { metadata: { name } } });
+    await core.createNamespacedResourceQuota({
+      namespace: 'tight',
+      body: { metadata: { name: 'small' }, spec: { hard: { 'requests.cpu': '150m' } } },
+    });
+    temporal = await startDevStack({
+      port: await freePort(),
+      uiPort: await freePort(),
+      reportsDir: join(workDir, 'reports'),
+    });
+    env = { TEMPORAL_ADDRESS: temporal.address, TEMPORAL_UI_URL: temporal.uiUrl };
+  });
+
+  after(async () => {
+    await temporal?.stop();
+    await plane?.stop();
+    await docker?.stop();
+    await rm(workDir, { recursive: true, force: true });
+  });
+
+  it('rolls out a multi-object release and reports it (exit 0)', async () => {
+    const result = await deploy('web-shop', '1.0.0');
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    const status = JSON.parse(result.stdout) as { state: string; checks: { check: string; passed: boolean }[] };
+    assert.equal(status.state, 'succeeded');
+    assert.ok(status.checks.some((c) => c.check === 'dry run on the target' && c.passed));
+    assert.equal(await liveImage(), `${docker.registry.address}/web-shop@${digests['1.0.0']}`);
+    const again = await deploy('web-shop', '1.1.0');
+    assert.equal(again.code, 0, again.stdout + again.stderr);
+  });
+
+  it('rolls back a release whose pods never get ready (exit 1): old ReplicaSet, ConfigMap and Secret back', async () => {
+    const result = await deploy('web-shop-v2', '2.0.0');
+    assert.equal(result.code, 1, result.stdout + result.stderr);
+    const status = JSON.parse(result.stdout) as { state: string; rollback: { consistency: { consistent: boolean } } };
+    assert.equal(status.state, 'rolled-back');
+    assert.equal(status.rollback.consistency.consistent, true);
+    assert.equal(await liveImage(), `${docker.registry.address}/web-shop@${digests['1.1.0']}`);
+    const config = await core.readNamespacedConfigMap({ name: 'web-shop-config', namespace: NAMESPACE });
+    assert.equal(config.data?.LOG_LEVEL, 'info');
+    await assert.rejects(core.readNamespacedConfigMap({ name: 'web-shop-features', namespace: NAMESPACE }));
+    const deployment = await apps.readNamespacedDeployment({ name: 'web-shop', namespace: NAMESPACE });
+    assert.equal(deployment.status?.readyReplicas, 2);
+  });
+
+  it('rolls back to revision N-2 by deployment id', async () => {
+    const list = await runCli(['list', '--env', 'staging', '--json'], env);
+    const rows = JSON.parse(list.stdout) as { deploymentId: string; version?: string; status?: string }[];
+    const first = rows.find((r) => r.version === '1.0.0' && r.status === 'succeeded');
+    assert.ok(first, list.stdout);
+    const spec = await specFor('web-shop');
+    const result = await runCli(['rollback', '-f', spec, '--env', 'staging', '--to', first.deploymentId, '--wait'], {
+      ...env,
+      DEPLOY_AGENT_USER: 'oncall',
+    });
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.equal(await liveImage(), `${docker.registry.address}/web-shop@${digests['1.0.0']}`);
+  });
+
+  it('rejects an invalid manifest in the dry run and a release the quota cannot fit, before changing anything', async () => {
+    const invalid = await deploy('web-shop-invalid', '1.1.0');
+    assert.equal(invalid.code, 2, invalid.stdout + invalid.stderr);
+    assert.match(
+      invalid.stdout,
+      /Deployment\/shop\/web-shop: spec\.template\.spec\.containers\[0\]\.ports\[0\]\.containerPort/,
+    );
+    assert.equal(await liveImage(), `${docker.registry.address}/web-shop@${digests['1.0.0']}`);
+    const tight = await deploy('web-shop', '1.1.0', 'tight');
+    assert.equal(tight.code, 2, tight.stdout + tight.stderr);
+    assert.match(tight.stdout, /ResourceQuota\/tight\/small: requests\.cpu would be exceeded/);
+    await assert.rejects(apps.readNamespacedDeployment({ name: 'web-shop', namespace: 'tight' }));
+  });
+
+  it('exits 4 when the API server is unreachable, with nothing changed', async () => {
+    const kubeconfig = join(workDir, 'unreachable.kubeconfig');
+    const text = await readFile(plane.kubeconfigPath, 'utf8');
+    await writeFile(kubeconfig, text.replace(/https:\/\/127\.0\.0\.1:\d+/, `https://127.0.0.1:${await freePort()}`));
+    const spec = await specFor('web-shop', 'elsewhere', kubeconfig);
+    const result = await runCli(['deploy', '-f', spec, '--env', 'staging', '--version', '1.1.0', '--wait', '--json'], {
+      ...env,
+      DEPLOY_AGENT_USER: 'ci-bot',
+    });
+    assert.equal(result.code, 4, result.stdout + result.stderr);
+    assert.equal((JSON.parse(result.stdout) as { state: string }).state, 'unreachable');
+  });
+});

@@ -43,7 +43,12 @@ program
   .command('demo')
   .description('the bundled example: deploy, approval, a failing version and its automatic rollback, on a local stack')
   .option('--exit', 'exit when the flow ends instead of keeping the stack up (also DEPLOY_AGENT_DEMO_EXIT=1)')
-  .action(run(async (options: { exit?: boolean }) => (await import('./demo.js')).demoCommand(options)));
+  .addOption(
+    new Option('--target <target>', 'where the demo deploys').choices(['docker', 'kubernetes']).default('docker'),
+  )
+  .action(
+    run(async (options: { exit?: boolean; target?: string }) => (await import('./demo.js')).demoCommand(options)),
+  );
 
 program
   .command('worker')

@@ -1,5 +1,6 @@
 /** The bundled example: a service taken through deploy, approval, a failing version and its automatic rollback. */
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,6 +8,7 @@ import { simpleGit } from 'simple-git';
 import { deploymentIdOf } from '../domain/deployment.js';
 import { renderReport } from '../domain/report.js';
 import { buildServiceImage, startLocalDockerStack } from '../stack/docker.js';
+import { startKubeControlPlane } from '../stack/kube.js';
 import { freePort } from '../stack/processes.js';
 import { reportsDirFromEnv } from '../worker/index.js';
 import type { WorkflowHandle } from '@temporalio/client';
@@ -16,11 +18,16 @@ import { followProgress, printLine } from './output.js';
 import { loadSpecFile } from './spec-file.js';
 import { workflowLink } from './settings.js';
 
-const TEMPLATE = fileURLToPath(new URL('../../examples/demo/deploy.yaml', import.meta.url));
+const EXAMPLES = fileURLToPath(new URL('../../examples/', import.meta.url));
+/** The second release fails: on Docker its health check answers 503, on Kubernetes its pods never get ready. */
 const RELEASES = [
-  { version: '1.0.0', healthy: true, change: 'First release of the shop front' },
-  { version: '1.1.0', healthy: false, change: 'New checkout page (its health check fails)' },
+  { version: '1.0.0', healthy: true, manifests: 'good', change: 'First release of the shop front' },
+  { version: '1.1.0', healthy: false, manifests: 'bad', change: 'New checkout page (it never becomes ready)' },
 ];
+type Release = (typeof RELEASES)[number];
+
+const fill = (template: string, values: Record<string, string>) =>
+  template.replace(/\$\{(\w+)\}/g, (_, name: string) => values[name] ?? '');
 
 async function portOr(preferred: number): Promise<number> {
   const candidate = await freePort();
@@ -48,7 +55,62 @@ async function createSourceRepository(dir: string): Promise<void> {
   }
 }
 
-export async function demoCommand(options: { exit?: boolean }): Promise<number> {
+interface Prepared {
+  /** The spec file deploying one release. */
+  specFor(release: Release): Promise<string>;
+  /** Where the live release can be seen. */
+  where: string;
+}
+
+type DockerStack = Awaited<ReturnType<typeof startLocalDockerStack>>;
+
+async function prepareDocker(workDir: string, docker: DockerStack): Promise<Prepared> {
+  const values = {
+    REGISTRY: docker.registry.address,
+    DOCKER_HOST: docker.engine.dockerHost,
+    STAGING_PORT: String(await freePort()),
+    PRODUCTION_PORT: String(await freePort()),
+  };
+  const specFile = join(workDir, 'deploy.yaml');
+  await writeFile(specFile, fill(await readFile(join(EXAMPLES, 'demo', 'deploy.yaml'), 'utf8'), values));
+  return { specFor: () => Promise.resolve(specFile), where: `on http://127.0.0.1:${values.PRODUCTION_PORT}/version` };
+}
+
+async function prepareKubernetes(
+  workDir: string,
+  docker: DockerStack,
+  stops: (() => Promise<void>)[],
+): Promise<Prepared> {
+  printLine('Starting a Kubernetes control plane (etcd, API server, controllers, scheduler, kwok nodes)...');
+  const plane = await startKubeControlPlane(join(workDir, 'kube'));
+  stops.push(() => plane.stop());
+  const config = new KubeConfig();
+  config.loadFromFile(plane.kubeconfigPath);
+  await config.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: 'shop' } } });
+  printLine(`  kubectl --kubeconfig ${plane.kubeconfigPath} -n shop get deploy,rs,pods,cm`);
+  const template = await readFile(join(EXAMPLES, 'demo', 'deploy-kubernetes.yaml'), 'utf8');
+  return {
+    where: `in namespace shop (kubeconfig ${plane.kubeconfigPath})`,
+    async specFor(release) {
+      const manifests = join(workDir, 'manifests', release.manifests);
+      await cp(join(EXAMPLES, 'kubernetes', release.manifests), manifests, { recursive: true });
+      for (const file of await readdir(manifests))
+        await writeFile(
+          join(manifests, file),
+          fill(await readFile(join(manifests, file), 'utf8'), { REGISTRY: docker.registry.address }),
+        );
+      const specFile = join(workDir, `deploy-${release.version}.yaml`);
+      const values = { REGISTRY: docker.registry.address, MANIFESTS: manifests, KUBECONFIG: plane.kubeconfigPath };
+      await writeFile(specFile, fill(template, values));
+      return specFile;
+    },
+  };
+}
+
+export async function demoCommand(options: { exit?: boolean; target?: string }): Promise<number> {
+  const target = options.target ?? 'docker';
+  if (target !== 'docker' && target !== 'kubernetes')
+    throw new Error(`--target ${target}: expected docker or kubernetes`);
   const exitAtEnd = options.exit === true || process.env.DEPLOY_AGENT_DEMO_EXIT === '1';
   const workDir = await mkdtemp(join(tmpdir(), 'deploy-agent-demo-'));
   const stops: (() => Promise<void>)[] = [];
@@ -58,22 +120,14 @@ export async function demoCommand(options: { exit?: boolean }): Promise<number> 
     stops.push(() => docker.stop());
     const repository = `${docker.registry.address}/web-shop`;
     for (const release of RELEASES) {
-      const image = await buildServiceImage(docker, { repository, version: release.version, healthy: release.healthy });
+      // On Kubernetes the failure comes from the release's manifests; kwok runs no image.
+      const healthy = target === 'kubernetes' || release.healthy;
+      const image = await buildServiceImage(docker, { repository, version: release.version, healthy });
       printLine(`  built ${image.reference}`);
     }
     await createSourceRepository(join(workDir, 'web-shop-source'));
-    const values: Record<string, string> = {
-      REGISTRY: docker.registry.address,
-      DOCKER_HOST: docker.engine.dockerHost,
-      STAGING_PORT: String(await freePort()),
-      PRODUCTION_PORT: String(await freePort()),
-    };
-    const specFile = join(workDir, 'deploy.yaml');
-    const template = await readFile(TEMPLATE, 'utf8');
-    await writeFile(
-      specFile,
-      template.replace(/\$\{(\w+)\}/g, (_, name: string) => values[name] ?? ''),
-    );
+    const prepare = target === 'kubernetes' ? prepareKubernetes : prepareDocker;
+    const { specFor, where } = await prepare(workDir, docker, stops);
 
     const port = await portOr(7233);
     const uiPort = await portOr(port + 1000);
@@ -92,11 +146,11 @@ export async function demoCommand(options: { exit?: boolean }): Promise<number> 
     printLine(`Temporal Web UI: ${temporal.uiUrl}`);
 
     const client = await connect();
-    const spec = await loadSpecFile(specFile);
     const outcomes: string[] = [];
     for (const [index, release] of RELEASES.entries()) {
       const approver = index % 2 === 0 ? 'alice' : 'bob';
       printLine(`\n== ci-bot deploys web-shop ${release.version} to production ==`);
+      const spec = await loadSpecFile(await specFor(release));
       const handle = await startDeploy(client, spec, { env: 'production', version: release.version }, 'ci-bot');
       if (typeof handle === 'number') return handle;
       const deploymentId = deploymentIdOf(handle.workflowId, handle.firstExecutionRunId);
@@ -109,7 +163,7 @@ export async function demoCommand(options: { exit?: boolean }): Promise<number> 
       printLine(`\n${renderReport(status)}`);
       outcomes.push(status.state);
     }
-    printLine(`Outcomes: ${outcomes.join(', ')}. 1.0.0 serves on http://127.0.0.1:${values.PRODUCTION_PORT}/version`);
+    printLine(`Outcomes: ${outcomes.join(', ')}. 1.0.0 serves ${where}`);
     printLine(`Reports: ${reportsDir}\nTemporal Web UI: ${temporal.uiUrl}`);
     if (!exitAtEnd) {
       printLine('\nThe stack stays up for you to look around. Ctrl-C stops it.');

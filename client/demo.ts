@@ -57,7 +57,7 @@ async function createSourceRepository(dir: string): Promise<void> {
 
 interface Prepared {
   /** The spec file deploying one release. */
-  specFor(release: Release): Promise<string>;
+  specFor: (release: Release) => Promise<string>;
   /** Where the live release can be seen. */
   where: string;
 }
@@ -91,7 +91,7 @@ async function prepareKubernetes(
   const template = await readFile(join(EXAMPLES, 'demo', 'deploy-kubernetes.yaml'), 'utf8');
   return {
     where: `in namespace shop (kubeconfig ${plane.kubeconfigPath})`,
-    async specFor(release) {
+    specFor: async (release) => {
       const manifests = join(workDir, 'manifests', release.manifests);
       await cp(join(EXAMPLES, 'kubernetes', release.manifests), manifests, { recursive: true });
       for (const file of await readdir(manifests))

@@ -3,7 +3,13 @@
  * Workflows see only these, so a runbook reads the same whatever it deploys to.
  */
 import type { HealthCheckSpec } from '../domain/spec.js';
-import type { ConsistencyReport, PinnedImage, ReleaseState } from '../domain/release.js';
+import {
+  compareReleases,
+  type ConsistencyReport,
+  type PinnedImage,
+  type ReleaseDiff,
+  type ReleaseState,
+} from '../domain/release.js';
 import type { Target } from '../domain/requests.js';
 import * as docker from './docker.js';
 import { awaitHealthy } from './health.js';
@@ -78,4 +84,19 @@ export async function pruneHistory(target: Target): Promise<string[]> {
   if (target.kind === 'docker') return docker.pruneHistory(target);
   // Revisions are pruned to historyLimit when a rollback point is stored.
   return Promise.resolve([]);
+}
+
+/** What going from one release to another changes, for reports; a release without handle is the live one. */
+export function diffRelease(target: Target, from: ReleaseState, to: ReleaseState): Promise<ReleaseDiff> {
+  if (target.kind === 'kubernetes') return kubernetes.diffRelease(target, from, to);
+  const fields = compareReleases(from, to)
+    .checks.filter((c) => !c.equal && (c.field === 'imageDigest' || c.field === 'configHash'))
+    .map((c) => c.field);
+  const container = `Container/${docker.activeName(target)}`;
+  if (!from.present) return Promise.resolve({ added: [container], removed: [], changed: [], unchanged: 0 });
+  return Promise.resolve(
+    fields.length
+      ? { added: [], removed: [], changed: [{ object: container, fields }], unchanged: 0 }
+      : { added: [], removed: [], changed: [], unchanged: 1 },
+  );
 }

@@ -1,5 +1,11 @@
 import { z } from 'zod';
-import { changeSetSchema, consistencyReportSchema, pinnedImageSchema, releaseStateSchema } from './release.js';
+import {
+  changeSetSchema,
+  consistencyReportSchema,
+  pinnedImageSchema,
+  releaseDiffSchema,
+  releaseStateSchema,
+} from './release.js';
 
 export const TASK_QUEUE = 'deploy-agent';
 
@@ -125,6 +131,8 @@ export const deploymentStatusSchema = z.object({
   applied: releaseStateSchema.optional(),
   checks: z.array(z.object({ check: z.string(), passed: z.boolean(), detail: z.string() })),
   changes: changeSetSchema.optional(),
+  /** What the release changed on the target, object by object (names and field paths, never values). */
+  objectChanges: releaseDiffSchema.optional(),
   rollback: rollbackReportSchema.optional(),
   errors: z.array(z.string()),
   reportPath: z.string().optional(),

@@ -47,11 +47,4 @@ export const releaseSnapshotSchema = z.object({
 });
 export type ReleaseSnapshot = z.infer<typeof releaseSnapshotSchema>;
 
-/** Per-object differences between two releases, for reports: names and field paths only, never values. */
-export const releaseDiffSchema = z.object({
-  added: z.array(z.string()),
-  removed: z.array(z.string()),
-  changed: z.array(z.object({ object: z.string(), fields: z.array(z.string()) })),
-  unchanged: z.number(),
-});
-export type ReleaseDiff = z.infer<typeof releaseDiffSchema>;
+export { releaseDiffSchema, type ReleaseDiff } from './release.js';

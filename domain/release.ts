@@ -58,3 +58,12 @@ export const changeSetSchema = z.object({
   note: z.string().optional(),
 });
 export type ChangeSet = z.infer<typeof changeSetSchema>;
+
+/** Per-object differences between two releases, for reports: names and field paths only, never values. */
+export const releaseDiffSchema = z.object({
+  added: z.array(z.string()),
+  removed: z.array(z.string()),
+  changed: z.array(z.object({ object: z.string(), fields: z.array(z.string()) })),
+  unchanged: z.number(),
+});
+export type ReleaseDiff = z.infer<typeof releaseDiffSchema>;

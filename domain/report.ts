@@ -52,6 +52,15 @@ export function renderReport(status: DeploymentStatus): string {
     if (c.truncated) lines.push('- ... (truncated)');
     if (c.files.length) lines.push('', 'Files:', ...c.files.map((f) => `- ${f.path} ${f.change}`));
   }
+  if (status.objectChanges) {
+    const d = status.objectChanges;
+    lines.push('', `## Object changes (${d.unchanged} unchanged)`);
+    for (const name of d.added) lines.push(`- added ${name}`);
+    for (const c of d.changed) lines.push(`- changed ${c.object}: ${c.fields.join(', ')}`);
+    for (const name of d.removed) lines.push(`- removed ${name}`);
+    if (status.rollback?.consistency?.consistent)
+      lines.push('- all of these were reverted by the rollback (added objects deleted, changed ones restored)');
+  }
   if (status.rollback) {
     const r = status.rollback;
     lines.push('', '## Rollback', `- Reason: ${r.reason}`, `- Attempts: ${r.attempts}`);

@@ -78,7 +78,7 @@ export async function deployWorkflow(request: DeployRequest): Promise<Deployment
     try {
       const release = { deploymentId: runbook.status.deploymentId, version, image };
       await withinBudget('environment update', budgets.environmentUpdate, () =>
-        applyAndAwaitReady(runbook, target, release),
+        applyAndAwaitReady(runbook, target, rollbackPoint, release),
       );
       state = 'succeeded';
       await pruneHistory(destination).catch((error: unknown) => {

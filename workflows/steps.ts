@@ -94,15 +94,22 @@ export async function checkRelease(
 export async function applyAndAwaitReady(
   runbook: Runbook,
   service: ServiceEnvironment,
+  rollbackPoint: ReleaseState,
   release: { deploymentId: string; version: string; image: PinnedImage },
 ): Promise<void> {
   const target = targetOf(service);
-  runbook.status.applied = await runbook.phase(
+  const applied = await runbook.phase(
     'apply',
     undefined,
     () => change.applyRelease({ target, ...release }),
     () => `applied ${release.image.reference}`,
   );
+  runbook.status.applied = applied;
+  // Read while the new release is live: after a restore it would read the rollback point again.
+  runbook.status.objectChanges = await look.diffRelease(target, rollbackPoint, applied).catch((error: unknown) => {
+    runbook.status.errors.push(`object changes: ${error instanceof Error ? error.message : String(error)}`);
+    return undefined;
+  });
   await runbook.phase(
     'verify',
     undefined,

@@ -104,6 +104,8 @@ function differingPaths(a: unknown, b: unknown, at: string, depth: number): stri
   return keys.flatMap((key) => differingPaths(left[key], right[key], path(key), depth + 1));
 }
 
+const BOOKKEEPING = /^metadata\.(labels|annotations)\.deploy-agent\.dev\//;
+
 /** Which objects a change adds, removes or changes, and which fields: names only, never values. */
 export async function diffRelease(
   target: KubernetesTarget,
@@ -126,7 +128,10 @@ export async function diffRelease(
     else {
       // Key names of a Secret can say more than they should; its changes are reported by top-level field only.
       const depth = entry.kind === 'Secret' ? MAX_DIFF_DEPTH - 1 : 0;
-      diff.changed.push({ object: objectName(entry), fields: differingPaths(entry.object, next.object, '', depth) });
+      // Our own bookkeeping (which deployment applied it) changes on every release and says nothing about it.
+      const fields = differingPaths(entry.object, next.object, '', depth).filter((f) => !BOOKKEEPING.test(f));
+      if (fields.length) diff.changed.push({ object: objectName(entry), fields });
+      else diff.unchanged++;
     }
   }
   return diff;

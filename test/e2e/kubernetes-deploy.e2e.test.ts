@@ -117,12 +117,19 @@ environments:
   it('rolls back a release whose pods never get ready (exit 1): old ReplicaSet, ConfigMap and Secret back', async () => {
     const result = await deploy('web-shop-v2', '2.0.0');
     assert.equal(result.code, 1, result.stdout + result.stderr);
-    const status = JSON.parse(result.stdout) as { state: string; rollback: { consistency: { consistent: boolean } } };
+    const status = JSON.parse(result.stdout) as {
+      state: string;
+      rollback: { consistency: { consistent: boolean } };
+      objectChanges: { added: string[]; changed: { object: string; fields: string[] }[] };
+    };
     assert.equal(status.state, 'rolled-back');
+    assert.deepEqual(status.objectChanges.added, ['ConfigMap/web-shop-features']);
+    const config = status.objectChanges.changed.find((c) => c.object === 'ConfigMap/web-shop-config');
+    assert.deepEqual(config?.fields, ['data.LOG_LEVEL']);
     assert.equal(status.rollback.consistency.consistent, true);
     assert.equal(await liveImage(), `${docker.registry.address}/web-shop@${digests['1.1.0']}`);
-    const config = await core.readNamespacedConfigMap({ name: 'web-shop-config', namespace: NAMESPACE });
-    assert.equal(config.data?.LOG_LEVEL, 'info');
+    const restored = await core.readNamespacedConfigMap({ name: 'web-shop-config', namespace: NAMESPACE });
+    assert.equal(restored.data?.LOG_LEVEL, 'info');
     await assert.rejects(core.readNamespacedConfigMap({ name: 'web-shop-features', namespace: NAMESPACE }));
     const deployment = await apps.readNamespacedDeployment({ name: 'web-shop', namespace: NAMESPACE });
     assert.equal(deployment.status?.readyReplicas, 2);

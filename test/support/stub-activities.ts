@@ -52,6 +52,7 @@ export function stubActivities(overrides: Partial<Activities> = {}): { activitie
       }),
     awaitReady: () => Promise.resolve('healthy'),
     dryRunRelease: () => Promise.resolve([]),
+    diffRelease: () => Promise.resolve({ added: [], removed: [], changed: [], unchanged: 1 }),
     trackChanges: ({ toVersion }) =>
       Promise.resolve({ toVersion, toRef: `v${toVersion}`, commits: [], files: [], truncated: false }),
     publishReport: (status) => Promise.resolve(`reports/${status.deploymentId}.md`),

@@ -26,7 +26,7 @@ import type { DeployRequest, RollbackRequest } from '../domain/requests.js';
 import { resolveEnvironment, versionSchema } from '../domain/spec.js';
 import { resolveCompensationUpdate, searchAttributes, statusQuery, voteUpdate } from '../workflows/messages.js';
 import type { deployWorkflow, rollbackWorkflow } from '../workflows/index.js';
-import { followProgress, printLine, printStatus } from './output.js';
+import { followProgress, heartbeats, printLine, printStatus } from './output.js';
 import { settings, workflowLink } from './settings.js';
 import { type LoadedSpec, loadSpecFile } from './spec-file.js';
 
@@ -230,8 +230,12 @@ export async function fetchStatus(handle: WorkflowHandle): Promise<DeploymentSta
 export async function statusCommand(deploymentId: string, options: OutputOptions): Promise<number> {
   const { handle } = await connectTo(deploymentId);
   const status = await fetchStatus(handle);
-  if (options.json) printLine(JSON.stringify(status, null, 2));
-  else printStatus(status);
+  const progress = FINAL_STATES.has(status.state) ? [] : await heartbeats(handle);
+  if (options.json) printLine(JSON.stringify({ ...status, progress }, null, 2));
+  else {
+    printStatus(status);
+    for (const line of progress) printLine(`progress: ${line}`);
+  }
   return FINAL_STATES.has(status.state) ? EXIT_CODES[status.state] : 0;
 }
 

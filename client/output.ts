@@ -1,5 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import type { DeploymentStatus } from '../domain/deployment.js';
 import { phaseLine, renderReport } from '../domain/report.js';
 import { statusQuery } from '../workflows/messages.js';
@@ -13,6 +14,19 @@ export function printStatus(status: DeploymentStatus): void {
 }
 
 const POLL_MS = 1_000;
+
+/** What running activities last reported by heartbeat (rollout replicas, health probes): live progress. */
+export async function heartbeats(handle: WorkflowHandle): Promise<string[]> {
+  const { raw } = await handle.describe();
+  return (raw.pendingActivities ?? []).flatMap((activity) => {
+    const payload = activity.heartbeatDetails?.payloads?.[0];
+    if (!payload) return [];
+    const details: unknown = defaultPayloadConverter.fromPayload(payload);
+    const rollout = (details as { rollout?: unknown } | undefined)?.rollout;
+    const text = Array.isArray(rollout) ? rollout.join('; ') : JSON.stringify(details);
+    return [`${activity.activityType?.name ?? 'activity'}: ${text}`];
+  });
+}
 
 /** Waits for the end of a deployment, printing each phase as it starts and ends (when `live`). */
 export async function followProgress(handle: WorkflowHandle, live: boolean): Promise<DeploymentStatus> {
@@ -34,9 +48,13 @@ export async function followProgress(handle: WorkflowHandle, live: boolean): Pro
       shown.add(key);
     });
   };
+  let lastBeat = '';
   while (!ended) {
     try {
       show(await handle.query(statusQuery));
+      const beat = live ? (await heartbeats(handle)).join('\n    ') : '';
+      if (beat && beat !== lastBeat) printLine(`    ${beat}`);
+      lastBeat = beat;
     } catch {
       // no worker has answered yet: try again on the next tick
     }

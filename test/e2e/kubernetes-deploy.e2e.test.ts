@@ -175,4 +175,14 @@ environments:
     assert.equal(result.code, 4, result.stdout + result.stderr);
     assert.equal((JSON.parse(result.stdout) as { state: string }).state, 'unreachable');
   });
+
+  it('shows rollout progress live while --wait follows a deploy', async () => {
+    const spec = await specFor('web-shop-v2');
+    const result = await runCli(['deploy', '-f', spec, '--env', 'staging', '--version', '2.0.0', '--wait'], {
+      ...env,
+      DEPLOY_AGENT_USER: 'ci-bot',
+    });
+    assert.equal(result.code, 1, result.stdout + result.stderr);
+    assert.match(result.stdout, /awaitReady: Deployment\/shop\/web-shop: generation \d+\/\d+, updated \d\/2, ready/);
+  });
 });

@@ -1,10 +1,10 @@
-import { ApplicationFailure, CancellationScope, condition, setHandler } from '@temporalio/workflow';
+import { CancellationScope, condition, setHandler } from '@temporalio/workflow';
 import { type CompensationDecision, compensationDecisionSchema, type RollbackReport } from '../domain/deployment.js';
 import type { ConsistencyReport, ReleaseState } from '../domain/release.js';
 import type { Target } from '../domain/requests.js';
 import { describeIssues } from '../domain/spec.js';
 import { resolveCompensationUpdate } from './messages.js';
-import { describeError, type Runbook } from './runbook.js';
+import { applicationFailureIn, describeError, type Runbook } from './runbook.js';
 import { restoreAndVerify } from './steps.js';
 
 /**
@@ -54,7 +54,8 @@ export class Compensation {
           return 'rolled-back';
         } catch (error) {
           report.errors.push(describeError(error));
-          report.consistency = consistencyIn(error) ?? report.consistency;
+          report.consistency =
+            (applicationFailureIn(error)?.details?.[0] as ConsistencyReport | undefined) ?? report.consistency;
           this.decision = undefined;
           this.runbook.setState('compensation-failed');
           await condition(() => this.decision !== undefined);
@@ -65,13 +66,4 @@ export class Compensation {
       }
     });
   }
-}
-
-function consistencyIn(error: unknown): ConsistencyReport | undefined {
-  let current: unknown = error;
-  while (current instanceof Error) {
-    if (current instanceof ApplicationFailure) return current.details?.[0] as ConsistencyReport | undefined;
-    current = (current as { cause?: unknown }).cause;
-  }
-  return undefined;
 }

@@ -44,14 +44,18 @@ export async function withinBudget<T>(what: string, budgetMs: number, work: () =
   }
 }
 
-/** The failure type an activity or workflow raised, looking through the activity wrapper. */
-export function failureType(error: unknown): string | undefined {
+/** The failure an activity or workflow raised, looking through the activity wrapper. */
+export function applicationFailureIn(error: unknown): ApplicationFailure | undefined {
   let current: unknown = error;
   while (current instanceof Error) {
-    if (current instanceof ApplicationFailure) return current.type ?? undefined;
+    if (current instanceof ApplicationFailure) return current;
     current = (current as { cause?: unknown }).cause;
   }
   return undefined;
+}
+
+export function failureType(error: unknown): string | undefined {
+  return applicationFailureIn(error)?.type ?? undefined;
 }
 
 export function describeError(error: unknown): string {

@@ -2,6 +2,7 @@
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { simpleGit } from 'simple-git';
@@ -30,12 +31,10 @@ const fill = (template: string, values: Record<string, string>) =>
   template.replace(/\$\{(\w+)\}/g, (_, name: string) => values[name] ?? '');
 
 async function portOr(preferred: number): Promise<number> {
-  const candidate = await freePort();
-  return (await isFree(preferred)) ? preferred : candidate;
+  return (await isFree(preferred)) ? preferred : freePort();
 }
 
-async function isFree(port: number): Promise<boolean> {
-  const { createServer } = await import('node:net');
+function isFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const server = createServer();
     server.once('error', () => resolve(false));

@@ -1,6 +1,6 @@
 import { simpleGit } from 'simple-git';
 import type { ChangeSet } from '../domain/release.js';
-import { invalid, messageOf } from './failures.js';
+import { fail, messageOf } from '../domain/failures.js';
 
 const MAX_COMMITS = 200;
 
@@ -27,7 +27,10 @@ export async function trackChanges({
     try {
       return (await git.revparse(['--verify', '--quiet', `${ref}^{commit}`])).trim();
     } catch (error) {
-      throw invalid(`git ref ${ref} (version ${toVersion}) was not found in ${repository}: ${messageOf(error)}`);
+      throw fail(
+        'invalid',
+        `git ref ${ref} (version ${toVersion}) was not found in ${repository}: ${messageOf(error)}`,
+      );
     }
   };
   const to = await resolve(toRef);

@@ -1,9 +1,8 @@
 import { Socket } from 'node:net';
-import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
-import { FailureType } from '../domain/deployment.js';
+import { Context, heartbeat } from '@temporalio/activity';
 import { formatDuration } from '../domain/duration.js';
 import type { HealthCheckSpec } from '../domain/spec.js';
-import { messageOf } from './failures.js';
+import { fail, messageOf } from '../domain/failures.js';
 
 export interface HealthProbe {
   check: HealthCheckSpec;
@@ -48,9 +47,8 @@ export async function awaitHealthy(probe: HealthProbe): Promise<string> {
     if (Date.now() + probe.check.interval > deadline) break;
     await context.sleep(probe.check.interval);
   }
-  throw ApplicationFailure.create({
-    type: FailureType.unhealthy,
-    nonRetryable: true,
-    message: `not healthy within ${formatDuration(probe.check.healthyWithin)} (${attempts} probes; last: ${problem})`,
-  });
+  throw fail(
+    'unhealthy',
+    `not healthy within ${formatDuration(probe.check.healthyWithin)} (${attempts} probes; last: ${problem})`,
+  );
 }

@@ -1,6 +1,6 @@
 import { trackChanges } from './git.js';
 import { reportActivities } from './reports.js';
-import * as targets from './targets.js';
+import * as targets from './targets/index.js';
 
 export interface ActivityDependencies {
   reportsDir: string;

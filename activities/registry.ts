@@ -3,7 +3,7 @@
  * Loopback registries are spoken to over plain HTTP, like Docker does; every other one over HTTPS.
  */
 import type { PinnedImage } from '../domain/release.js';
-import { invalid, unreachable } from './failures.js';
+import { fail, unreachable } from '../domain/failures.js';
 
 const MANIFEST_TYPES = [
   'application/vnd.oci.image.index.v1+json',
@@ -35,10 +35,10 @@ export async function resolveRegistryImage(repository: string, version: string):
   } catch (error) {
     throw unreachable(`registry ${registry}`, error);
   }
-  if (response.status === 404) throw invalid(`image ${repository}:${version} was not found in its registry`);
+  if (response.status === 404) throw fail('invalid', `image ${repository}:${version} was not found in its registry`);
   if (!response.ok) throw unreachable(`registry ${registry}`, new Error(`HTTP ${response.status} for ${url}`));
   const digest = response.headers.get('docker-content-digest');
   if (!digest || !/^sha256:[a-f0-9]{64}$/.test(digest))
-    throw invalid(`registry ${registry} gave no content digest for ${repository}:${version}`);
+    throw fail('invalid', `registry ${registry} gave no content digest for ${repository}:${version}`);
   return { reference: `${repository}@${digest}`, digest };
 }

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
-import { EXIT_INVALID_INPUT, EXIT_UNREACHABLE } from '../domain/deployment.js';
+import { EXIT_CODES } from '../domain/failures.js';
+const EXIT_INVALID_INPUT = EXIT_CODES.invalid;
+const EXIT_UNREACHABLE = EXIT_CODES.unreachable;
 import { SpecError } from '../domain/spec.js';
 import {
   deployCommand,

@@ -12,8 +12,6 @@ import {
   type CompensationDecision,
   type DeploymentStatus,
   deploymentIdOf,
-  EXIT_CODES,
-  EXIT_INVALID_INPUT,
   type Decision,
   FINAL_STATES,
   lockId,
@@ -21,7 +19,9 @@ import {
   TASK_QUEUE,
   type VoteRequest,
 } from '../domain/deployment.js';
+import { EXIT_CODES } from '../domain/failures.js';
 import { renderReport } from '../domain/report.js';
+const EXIT_INVALID_INPUT = EXIT_CODES.invalid;
 import type { DeployRequest, RollbackRequest } from '../domain/requests.js';
 import { resolveEnvironment, versionSchema } from '../domain/spec.js';
 import { resolveCompensationUpdate, searchAttributes, statusQuery, voteUpdate } from '../workflows/messages.js';

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { InvalidInput } from './failures.js';
 import {
   changeSetSchema,
   consistencyReportSchema,
@@ -25,36 +26,6 @@ export const deploymentStates = [
   'abandoned',
 ] as const;
 export type DeploymentState = (typeof deploymentStates)[number];
-
-/** The CLI contract with CI: one exit code per way a deploy can end. */
-export const EXIT_CODES: Record<DeploymentState, number> = {
-  succeeded: 0,
-  'rolled-back': 1,
-  failed: 1,
-  invalid: 2,
-  rejected: 3,
-  expired: 3,
-  unreachable: 4,
-  'compensation-failed': 5,
-  abandoned: 5,
-  running: 1,
-  'awaiting-approval': 1,
-  compensating: 1,
-};
-export const EXIT_INVALID_INPUT = 2;
-export const EXIT_UNREACHABLE = 4;
-
-/** Failure types raised by activities and workflows; the workflow maps them to end states. */
-export const FailureType = {
-  invalid: 'InvalidRelease',
-  unreachable: 'TargetUnreachable',
-  budget: 'BudgetExceeded',
-  unhealthy: 'Unhealthy',
-  inconsistent: 'Inconsistent',
-  forbidden: 'Forbidden',
-  rejected: 'Rejected',
-  expired: 'Expired',
-} as const;
 
 export const phaseRecordSchema = z.object({
   name: z.string(),
@@ -159,6 +130,6 @@ export function deploymentIdOf(workflowId: string, runId: string): string {
 export function parseDeploymentId(deploymentId: string): { workflowId: string; runId: string } {
   const match = /^([a-z0-9-]+\.[a-z0-9-]+)\.([0-9a-f-]{36})$/.exec(deploymentId);
   if (!match?.[1] || !match[2])
-    throw new Error(`"${deploymentId}" is not a deployment id (expected <service>.<environment>.<run id>)`);
+    throw new InvalidInput(`"${deploymentId}" is not a deployment id (expected <service>.<environment>.<run id>)`);
   return { workflowId: match[1], runId: match[2] };
 }

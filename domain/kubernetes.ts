@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { kubernetesEnvironmentSchema } from './spec.js';
 
-export type { KubernetesTarget } from './requests.js';
+export type { KubernetesTarget } from './target.js';
 
 /** `kubeconfig` (absolute once the CLI resolved it), `context` and `namespace` of one environment. */
 export const kubernetesConnectionSchema = kubernetesEnvironmentSchema;

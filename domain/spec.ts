@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { durationSchema } from './duration.js';
+import { InvalidInput } from './failures.js';
 
 /** Time budgets of a deploy's phases, in milliseconds: part of the product, enforced by workflow timers. */
 export const DEFAULT_BUDGETS = {
@@ -216,7 +217,7 @@ export function resolveEnvironment(spec: ServiceSpec, environment: string, file 
 }
 
 /** A spec that failed validation: one line per problem, each naming the file and the path inside it. */
-export class SpecError extends Error {
+export class SpecError extends InvalidInput {
   constructor(
     readonly file: string,
     readonly problems: string[],

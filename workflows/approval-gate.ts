@@ -1,12 +1,7 @@
-import { ApplicationFailure, condition, setHandler } from '@temporalio/workflow';
+import { condition, setHandler } from '@temporalio/workflow';
 import { refuseVote } from '../domain/authorization.js';
-import {
-  type ApprovalRecord,
-  FailureType,
-  type Vote,
-  type VoteRequest,
-  voteRequestSchema,
-} from '../domain/deployment.js';
+import { fail } from '../domain/failures.js';
+import { type ApprovalRecord, type Vote, type VoteRequest, voteRequestSchema } from '../domain/deployment.js';
 import { describeIssues } from '../domain/spec.js';
 import { voteSignal, voteUpdate } from './messages.js';
 import type { Runbook } from './runbook.js';
@@ -94,17 +89,12 @@ export class ApprovalGate {
     this.runbook.setState('running');
     const rejection = this.rejectedBy;
     if (rejection)
-      throw ApplicationFailure.create({
-        type: FailureType.rejected,
-        nonRetryable: true,
-        message: `rejected by ${rejection.approver}${rejection.comment ? `: ${rejection.comment}` : ''}`,
-      });
+      throw fail('rejected', `rejected by ${rejection.approver}${rejection.comment ? `: ${rejection.comment}` : ''}`);
     if (!decided)
-      throw ApplicationFailure.create({
-        type: FailureType.expired,
-        nonRetryable: true,
-        message: `approval deadline ${this.record.deadline} passed with ${this.approvals} of ${this.record.required} approvals`,
-      });
+      throw fail(
+        'expired',
+        `approval deadline ${this.record.deadline} passed with ${this.approvals} of ${this.record.required} approvals`,
+      );
     return `approved by ${this.record.votes.map((v) => v.approver).join(', ')}`;
   }
 }

@@ -1,10 +1,11 @@
 import { CancellationScope, condition, setHandler } from '@temporalio/workflow';
 import { type CompensationDecision, compensationDecisionSchema, type RollbackReport } from '../domain/deployment.js';
 import type { ConsistencyReport, ReleaseState } from '../domain/release.js';
-import type { Target } from '../domain/requests.js';
+import { applicationFailureIn } from '../domain/failures.js';
+import type { Target } from '../domain/target.js';
 import { describeIssues } from '../domain/spec.js';
 import { resolveCompensationUpdate } from './messages.js';
-import { applicationFailureIn, describeError, type Runbook } from './runbook.js';
+import { describeError, type Runbook } from './runbook.js';
 import { restoreAndVerify } from './steps.js';
 
 /**

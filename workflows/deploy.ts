@@ -1,8 +1,10 @@
 import type { DeploymentState, DeploymentStatus } from '../domain/deployment.js';
-import { type DeployRequest, targetOf } from '../domain/requests.js';
+import { stateForFailure } from '../domain/failures.js';
+import type { DeployRequest } from '../domain/requests.js';
+import { targetOf } from '../domain/target.js';
 import { ApprovalGate } from './approval-gate.js';
 import { Compensation } from './compensation.js';
-import { describeError, Runbook, stateForFailure, withinBudget } from './runbook.js';
+import { describeError, Runbook, withinBudget } from './runbook.js';
 import {
   applyAndAwaitReady,
   finishAndReport,

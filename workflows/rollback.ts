@@ -1,10 +1,12 @@
 import { upsertSearchAttributes } from '@temporalio/workflow';
 import type { DeploymentState, DeploymentStatus } from '../domain/deployment.js';
-import { targetOf, type RollbackRequest } from '../domain/requests.js';
+import { stateForFailure } from '../domain/failures.js';
+import type { RollbackRequest } from '../domain/requests.js';
+import { targetOf } from '../domain/target.js';
 import { ApprovalGate } from './approval-gate.js';
 import { Compensation } from './compensation.js';
 import { searchAttributes } from './messages.js';
-import { describeError, Runbook, stateForFailure, withinBudget } from './runbook.js';
+import { describeError, Runbook, withinBudget } from './runbook.js';
 import {
   awaitReady,
   findKeptRelease,

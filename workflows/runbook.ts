@@ -1,7 +1,6 @@
 /** What every deploy and rollback shares: its status record, phases under time budgets, and how failures end it. */
 import {
   ActivityFailure,
-  ApplicationFailure,
   CancellationScope,
   setCurrentDetails,
   setHandler,
@@ -9,7 +8,8 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import { type DeploymentState, type DeploymentStatus, deploymentIdOf, FailureType } from '../domain/deployment.js';
+import { type DeploymentState, type DeploymentStatus, deploymentIdOf } from '../domain/deployment.js';
+import { fail } from '../domain/failures.js';
 import { formatDuration } from '../domain/duration.js';
 import { phaseLine } from '../domain/report.js';
 import { searchAttributes, statusQuery } from './messages.js';
@@ -31,12 +31,7 @@ export async function withinBudget<T>(what: string, budgetMs: number, work: () =
   try {
     return await workScope.run(work);
   } catch (error) {
-    if (expired)
-      throw ApplicationFailure.create({
-        type: FailureType.budget,
-        nonRetryable: true,
-        message: `${what} exceeded its budget of ${formatDuration(budgetMs)}`,
-      });
+    if (expired) throw fail('budget', `${what} exceeded its budget of ${formatDuration(budgetMs)}`);
     throw error;
   } finally {
     timerScope.cancel();
@@ -44,40 +39,10 @@ export async function withinBudget<T>(what: string, budgetMs: number, work: () =
   }
 }
 
-/** The failure an activity or workflow raised, looking through the activity wrapper. */
-export function applicationFailureIn(error: unknown): ApplicationFailure | undefined {
-  let current: unknown = error;
-  while (current instanceof Error) {
-    if (current instanceof ApplicationFailure) return current;
-    current = (current as { cause?: unknown }).cause;
-  }
-  return undefined;
-}
-
-export function failureType(error: unknown): string | undefined {
-  return applicationFailureIn(error)?.type ?? undefined;
-}
-
+/** One line for a failure, naming the activity that raised it. */
 export function describeError(error: unknown): string {
   if (error instanceof ActivityFailure && error.cause) return `${error.activityType}: ${error.cause.message}`;
   return error instanceof Error ? error.message : String(error);
-}
-
-/** How a failure before the target was touched ends the deployment. */
-export function stateForFailure(error: unknown): DeploymentState {
-  switch (failureType(error)) {
-    case FailureType.invalid:
-    case FailureType.forbidden:
-      return 'invalid';
-    case FailureType.unreachable:
-      return 'unreachable';
-    case FailureType.rejected:
-      return 'rejected';
-    case FailureType.expired:
-      return 'expired';
-    default:
-      return 'failed';
-  }
 }
 
 export type StatusInit = Omit<

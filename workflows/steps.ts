@@ -1,19 +1,23 @@
 /** The steps both runbooks take against a target, each an activity call with its own timeouts and retries. */
-import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { refuseRequester } from '../domain/authorization.js';
-import { type DeploymentState, FailureType } from '../domain/deployment.js';
+import type { DeploymentState } from '../domain/deployment.js';
+import { fail, NON_RETRYABLE_TYPES } from '../domain/failures.js';
 import type { ConsistencyReport, PinnedImage, ReleaseState } from '../domain/release.js';
-import { type Target, targetOf } from '../domain/requests.js';
+import { type Target, targetOf } from '../domain/target.js';
 import { formatProblem, policyProblems, type ServiceEnvironment } from '../domain/spec.js';
 import type { Runbook } from './runbook.js';
-
-const NOT_RETRYABLE = [FailureType.invalid, FailureType.unhealthy, FailureType.inconsistent];
 
 /** Quick looks at a target: an unreachable one is retried briefly, then reported as unreachable. */
 const look = proxyActivities<Activities>({
   startToCloseTimeout: '30s',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumAttempts: 3, nonRetryableErrorTypes: NOT_RETRYABLE },
+  retry: {
+    initialInterval: '1s',
+    backoffCoefficient: 2,
+    maximumAttempts: 3,
+    nonRetryableErrorTypes: NON_RETRYABLE_TYPES,
+  },
 });
 
 /** Changes to a target: retried until the phase's budget cancels them, which is safe because they are idempotent. */
@@ -25,7 +29,7 @@ const change = proxyActivities<Activities>({
     initialInterval: '1s',
     backoffCoefficient: 2,
     maximumInterval: '10s',
-    nonRetryableErrorTypes: NOT_RETRYABLE,
+    nonRetryableErrorTypes: NON_RETRYABLE_TYPES,
   },
 });
 
@@ -48,7 +52,7 @@ export async function validateTarget(
   const forbidden = refuseRequester(target.environment, target.settings, requestedBy);
   if (forbidden) {
     record('permission', [forbidden], '');
-    throw ApplicationFailure.create({ type: FailureType.forbidden, nonRetryable: true, message: forbidden });
+    throw fail('forbidden', forbidden);
   }
   record('permission', [], `${requestedBy} may deploy to ${target.environment}`);
   const problems = record(
@@ -62,8 +66,7 @@ export async function validateTarget(
   problems.push(...record('environment compatibility', compatibility, environment.description));
   const dependsOn = target.spec.dependsOn.join(', ');
   problems.push(...record('dependencies', dependencies, dependsOn ? `running: ${dependsOn}` : 'none declared'));
-  if (problems.length)
-    throw ApplicationFailure.create({ type: FailureType.invalid, nonRetryable: true, message: problems.join('; ') });
+  if (problems.length) throw fail('invalid', problems.join('; '));
   return environment.current;
 }
 
@@ -86,8 +89,7 @@ export async function checkRelease(
   check('image pinned by digest', true, image.reference);
   const problems = await look.dryRunRelease(target, image);
   check('dry run on the target', problems.length === 0, problems.join('; ') || 'accepted');
-  if (problems.length)
-    throw ApplicationFailure.create({ type: FailureType.invalid, nonRetryable: true, message: problems.join('; ') });
+  if (problems.length) throw fail('invalid', problems.join('; '));
   return image;
 }
 
@@ -124,7 +126,7 @@ export function awaitReady(service: ServiceEnvironment): Promise<string> {
   return proxyActivities<Activities>({
     startToCloseTimeout: check.healthyWithin + 30_000,
     heartbeatTimeout: check.interval + check.timeout + 10_000,
-    retry: { maximumAttempts: 2, nonRetryableErrorTypes: NOT_RETRYABLE },
+    retry: { maximumAttempts: 2, nonRetryableErrorTypes: NON_RETRYABLE_TYPES },
   }).awaitReady(targetOf(service), check);
 }
 
@@ -140,12 +142,7 @@ export async function restoreAndVerify(
     const differences = consistency.checks
       .filter((c) => !c.equal)
       .map((c) => `${c.field} is ${c.actual}, expected ${c.expected}`);
-    throw ApplicationFailure.create({
-      type: FailureType.inconsistent,
-      nonRetryable: true,
-      message: `live state differs from the rollback point: ${differences.join('; ')}`,
-      details: [consistency],
-    });
+    throw fail('inconsistent', `live state differs from the rollback point: ${differences.join('; ')}`, consistency);
   }
   return consistency;
 }

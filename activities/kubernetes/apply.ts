@@ -3,38 +3,28 @@
  * longer holds. Each step converges on the same end state, so a retry after a crash midway simply finishes the job.
  */
 import type { KubernetesTarget } from '../../domain/kubernetes.js';
-import type { PinnedImage, ReleaseState } from '../../domain/release.js';
-import { invalid } from '../failures.js';
-import { KubeApiError, connect, deleteObject, explain, serverSideApply } from './client.js';
+import type { ReleaseState } from '../../domain/release.js';
+import type { ApplyRequest } from '../../domain/target.js';
+import { fail } from '../../domain/failures.js';
+import { asRefusal, connect, deleteObject, serverSideApply } from './client.js';
 import { byApplyOrder, describe, idOf, loadManifests, prepare, refOf } from './manifests.js';
 import { describeRelease, labelledObjects, liveRelease } from './objects.js';
-
-export interface KubernetesApplyRequest {
-  target: KubernetesTarget;
-  deploymentId: string;
-  version: string;
-  image: PinnedImage;
-}
 
 export async function applyRelease({
   target,
   deploymentId,
   version,
   image,
-}: KubernetesApplyRequest): Promise<ReleaseState> {
+}: ApplyRequest & { target: KubernetesTarget }): Promise<ReleaseState> {
   const cluster = connect(target);
   const manifests = await loadManifests(target);
   const { objects, imageUses } = prepare(target, manifests, image, { deploymentId, version });
-  if (imageUses === 0) throw invalid(`no container of the release uses the image repository ${target.imageRepository}`);
+  if (imageUses === 0)
+    throw fail('invalid', `no container of the release uses the image repository ${target.imageRepository}`);
   for (const object of objects) {
-    try {
-      await serverSideApply(cluster, object, { fieldManager: target.fieldManager });
-    } catch (error) {
-      // The server refusing an object is the release's fault: retrying cannot help.
-      if (error instanceof KubeApiError && error.status >= 400 && error.status < 500)
-        throw invalid(`${describe(refOf(object))}: ${explain(error)}`);
-      throw error;
-    }
+    await serverSideApply(cluster, object, { fieldManager: target.fieldManager }).catch((error: unknown) => {
+      throw asRefusal(error, describe(refOf(object)));
+    });
   }
   const wanted = new Set(objects.map((o) => idOf(refOf(o))));
   const kinds = objects.map((o): [string, string] => [o.apiVersion, o.kind]);

@@ -8,11 +8,9 @@ import http from 'node:http';
 import https from 'node:https';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { KubernetesTarget } from '../../domain/kubernetes.js';
-import { invalid, isConnectionError, unreachable } from '../failures.js';
+import { fail, isConnectionError, unreachable } from '../../domain/failures.js';
 
 const REQUEST_TIMEOUT_MS = 30_000;
-// Beyond failures.ts's list: a name that does not resolve, or a connection the server dropped mid-request.
-const MORE_CONNECTION_CODES = new Set(['ENOTFOUND', 'EPIPE', 'ECONNABORTED', 'ERR_SOCKET_CONNECTION_TIMEOUT']);
 
 export type KubeObject = Record<string, unknown> & {
   apiVersion: string;
@@ -69,23 +67,19 @@ export interface Cluster {
 function loadConfig(target: KubernetesTarget): KubeConfig {
   const kc = new KubeConfig();
   if (target.kubeconfig) {
-    if (!existsSync(target.kubeconfig)) throw invalid(`kubeconfig ${target.kubeconfig} does not exist`);
+    if (!existsSync(target.kubeconfig)) throw fail('invalid', `kubeconfig ${target.kubeconfig} does not exist`);
     kc.loadFromFile(target.kubeconfig);
   } else kc.loadFromDefault();
   if (target.context) {
     if (!kc.getContextObject(target.context))
-      throw invalid(
+      throw fail(
+        'invalid',
         `kubeconfig has no context "${target.context}" (known: ${kc.contexts.map((c) => c.name).join(', ')})`,
       );
     kc.setCurrentContext(target.context);
   }
-  if (!kc.getCurrentCluster()) throw invalid('the kubeconfig names no cluster for its current context');
+  if (!kc.getCurrentCluster()) throw fail('invalid', 'the kubeconfig names no cluster for its current context');
   return kc;
-}
-
-function connectionError(error: unknown): boolean {
-  const code = (error as { code?: unknown } | undefined)?.code;
-  return isConnectionError(error) || (typeof code === 'string' && MORE_CONNECTION_CODES.has(code));
 }
 
 function send(
@@ -143,7 +137,7 @@ export function connect(target: KubernetesTarget): Cluster {
     try {
       res = await send(url, requestOptions, body);
     } catch (error) {
-      if (connectionError(error)) throw unreachable(`Kubernetes API ${server}`, error);
+      if (isConnectionError(error)) throw unreachable(`Kubernetes API ${server}`, error);
       throw error;
     }
     // An apiserver that answers but cannot serve yet is as good as unreachable: worth retrying.
@@ -190,6 +184,24 @@ export async function collectionPath(
     : `${apiBase(apiVersion)}/${found.name}`;
 }
 
+// Timeouts, conflicts and throttling (API Priority and Fairness) say "not now", not "never": worth a retry.
+const TRANSIENT_CLIENT_ERRORS = new Set([408, 409, 429]);
+
+/** The server refused the request for what it holds: the release's fault, so retrying cannot help. */
+export function isRefusal(error: unknown): error is KubeApiError {
+  return (
+    error instanceof KubeApiError &&
+    error.status >= 400 &&
+    error.status < 500 &&
+    !TRANSIENT_CLIENT_ERRORS.has(error.status)
+  );
+}
+
+/** A refusal as the invalid-release failure naming what was refused and why; anything else unchanged. */
+export function asRefusal(error: unknown, what: string): unknown {
+  return isRefusal(error) ? fail('invalid', `${what}: ${explain(error)}`) : error;
+}
+
 /** What the server said about a request, with each field it complained about. */
 export function explain(error: KubeApiError): string {
   const causes = (error.body.details?.causes ?? []).filter((c) => c.field || c.message);
@@ -211,8 +223,9 @@ export async function serverSideApply(
   options: ApplyOptions,
 ): Promise<KubeObject> {
   const found = await cluster.resource(object.apiVersion, object.kind);
-  if (!found) throw invalid(`${object.kind} ${object.apiVersion} is not served by the cluster`);
-  if (!found.namespaced) throw invalid(`${object.kind} is cluster-scoped; a release holds namespaced objects only`);
+  if (!found) throw fail('invalid', `${object.kind} ${object.apiVersion} is not served by the cluster`);
+  if (!found.namespaced)
+    throw fail('invalid', `${object.kind} is cluster-scoped; a release holds namespaced objects only`);
   const namespace = object.metadata.namespace ?? '';
   const collection = await collectionPath(cluster, object.apiVersion, object.kind, namespace);
   return cluster.request<KubeObject>('PATCH', `${collection}/${object.metadata.name}`, {

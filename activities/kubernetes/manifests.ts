@@ -7,7 +7,7 @@ import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import type { KubernetesTarget } from '../../domain/kubernetes.js';
 import type { PinnedImage } from '../../domain/release.js';
-import { invalid } from '../failures.js';
+import { fail } from '../../domain/failures.js';
 import type { KubeObject } from './client.js';
 
 export const LABEL = {
@@ -72,6 +72,8 @@ const groupOf = (apiVersion: string): string => (apiVersion.includes('/') ? (api
 /** Identity across API versions of the same group, so apps/v1 and a later apps/v2 name one object. */
 export const idOf = (ref: ObjectRef): string => `${ref.kind}.${groupOf(ref.apiVersion)}/${ref.namespace}/${ref.name}`;
 export const describe = (ref: ObjectRef): string => `${ref.kind}/${ref.namespace}/${ref.name}`;
+/** Kind and name, for reports of one namespace's release. */
+export const objectName = (ref: ObjectRef): string => `${ref.kind}/${ref.name}`;
 export const refOf = (o: KubeObject): ObjectRef => ({
   apiVersion: o.apiVersion,
   kind: o.kind,
@@ -88,7 +90,7 @@ export const byApplyOrder = (a: ObjectRef, b: ObjectRef): number =>
 
 async function manifestFiles(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { withFileTypes: true, recursive: true }).catch((error: unknown) => {
-    throw invalid(`release manifests ${dir} cannot be read: ${(error as Error).message}`);
+    throw fail('invalid', `release manifests ${dir} cannot be read: ${(error as Error).message}`);
   });
   return entries
     .filter((e) => e.isFile() && /\.(ya?ml|json)$/.test(e.name))
@@ -103,15 +105,17 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 function checked(value: unknown, where: string, namespace: string): KubeObject {
   const metadata = isRecord(value) ? value.metadata : undefined;
   if (!isRecord(value) || typeof value.apiVersion !== 'string' || typeof value.kind !== 'string')
-    throw invalid(`${where}: expected a Kubernetes object with apiVersion and kind`);
+    throw fail('invalid', `${where}: expected a Kubernetes object with apiVersion and kind`);
   if (!isRecord(metadata) || typeof metadata.name !== 'string' || !metadata.name)
-    throw invalid(`${where}: ${value.kind} has no metadata.name`);
+    throw fail('invalid', `${where}: ${value.kind} has no metadata.name`);
   if (CLUSTER_SCOPED.has(value.kind))
-    throw invalid(
+    throw fail(
+      'invalid',
       `${where}: ${value.kind}/${metadata.name} is cluster-scoped; a release holds namespaced objects only`,
     );
   if (metadata.namespace !== undefined && metadata.namespace !== namespace)
-    throw invalid(
+    throw fail(
+      'invalid',
       `${where}: ${value.kind}/${metadata.name} is in namespace ${JSON.stringify(metadata.namespace)}, not ${namespace}`,
     );
   // Status is the cluster's to write; a manifest's copy of it would only confuse the hash of what we manage.
@@ -128,18 +132,18 @@ export async function loadManifests(target: KubernetesTarget): Promise<KubeObjec
     const documents = parseAllDocuments(await readFile(file, 'utf8'));
     for (const [index, document] of documents.entries()) {
       const error = document.errors[0];
-      if (error) throw invalid(`${name} document ${index + 1}: ${error.message}`);
+      if (error) throw fail('invalid', `${name} document ${index + 1}: ${error.message}`);
       const value: unknown = document.toJS();
       if (value === null || value === undefined) continue;
       const items = isRecord(value) && value.kind === 'List' && Array.isArray(value.items) ? value.items : [value];
       for (const item of items) objects.push(checked(item, `${name} document ${index + 1}`, target.namespace));
     }
   }
-  if (objects.length === 0) throw invalid(`release manifests ${target.manifestsDir} hold no objects`);
+  if (objects.length === 0) throw fail('invalid', `release manifests ${target.manifestsDir} hold no objects`);
   const seen = new Set<string>();
   for (const object of objects) {
     const id = idOf(refOf(object));
-    if (seen.has(id)) throw invalid(`${describe(refOf(object))} appears twice in the release manifests`);
+    if (seen.has(id)) throw fail('invalid', `${describe(refOf(object))} appears twice in the release manifests`);
     seen.add(id);
   }
   return objects.sort((a, b) => byApplyOrder(refOf(a), refOf(b)));

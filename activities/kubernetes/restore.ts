@@ -3,39 +3,32 @@
  * read from the revision Secret inside the cluster), deletes what the failed release added, and waits for the
  * restored workloads; verification compares the hash of each live object with the revision's.
  */
-import type { KubernetesTarget, ReleaseDiff, SnapshotEntry } from '../../domain/kubernetes.js';
+import type { KubernetesTarget, SnapshotEntry } from '../../domain/kubernetes.js';
 import { compareReleases, type ConsistencyReport, type ReleaseState } from '../../domain/release.js';
-import { invalid } from '../failures.js';
-import {
-  KubeApiError,
-  connect,
-  deleteObject,
-  explain,
-  serverSideApply,
-  type Cluster,
-  type KubeObject,
-} from './client.js';
-import { WORKLOAD_KINDS, byApplyOrder, describe, idOf, loadManifests, refOf, type ObjectRef } from './manifests.js';
+import { fail } from '../../domain/failures.js';
+import { asRefusal, connect, deleteObject, serverSideApply, type Cluster, type KubeObject } from './client.js';
+import { WORKLOAD_KINDS, byApplyOrder, describe, idOf, objectName, refOf, type ObjectRef } from './manifests.js';
 import { describeRelease, labelledObjects, liveRelease } from './objects.js';
 import { readSnapshot } from './revisions.js';
 import { waitForWorkloads, type Progress } from './rollout.js';
 
 const DEFAULT_RESTORE_TIMEOUT_MS = 120_000;
-const MAX_DIFF_DEPTH = 8;
 
 export interface KubernetesRestoreRequest {
   target: KubernetesTarget;
   to: ReleaseState;
-  /** Accepted for the common target interface: revisions are always kept, the current release was captured already. */
-  keepCurrent?: boolean;
   timeoutMs?: number;
   progress?: Progress;
 }
 
 /** Nothing deployed needs no revision: every object the service labelled goes, even once its revision is pruned. */
-async function entriesOf(cluster: Cluster, target: KubernetesTarget, state: ReleaseState): Promise<SnapshotEntry[]> {
+export async function entriesOf(
+  cluster: Cluster,
+  target: KubernetesTarget,
+  state: ReleaseState,
+): Promise<SnapshotEntry[]> {
   if (!state.present) return [];
-  if (!state.handle) throw invalid('a release to restore or compare needs the handle of its revision');
+  if (!state.handle) throw fail('invalid', 'a release to restore or compare needs the handle of its revision');
   return (await readSnapshot(cluster, target, state.handle)).entries;
 }
 
@@ -51,13 +44,11 @@ export async function restoreRelease({
   const kept = entries.filter((e) => e.object);
   const keptIds = new Set(kept.map(idOf));
   for (const entry of kept.sort(byApplyOrder)) {
-    try {
-      await serverSideApply(cluster, entry.object as KubeObject, { fieldManager: target.fieldManager });
-    } catch (error) {
-      if (error instanceof KubeApiError && error.status >= 400 && error.status < 500)
-        throw invalid(`restoring ${describe(entry)}: ${explain(error)}`);
-      throw error;
-    }
+    await serverSideApply(cluster, entry.object as KubeObject, { fieldManager: target.fieldManager }).catch(
+      (error: unknown) => {
+        throw asRefusal(error, `restoring ${describe(entry)}`);
+      },
+    );
   }
   const kinds = entries.map((e): [string, string] => [e.apiVersion, e.kind]);
   const added = (await labelledObjects(cluster, target, kinds)).map(refOf).filter((r) => !keptIds.has(idOf(r)));
@@ -71,8 +62,6 @@ export async function restoreRelease({
   const live = await liveRelease(cluster, target, entries);
   return { ...describeRelease(target, live), handle: to.handle };
 }
-
-const objectName = (ref: ObjectRef): string => `${ref.kind}/${ref.name}`;
 
 /** Data-consistency verification: the live release, object by object, against the revision it must equal. */
 export async function verifyRelease(target: KubernetesTarget, expected: ReleaseState): Promise<ConsistencyReport> {
@@ -91,48 +80,4 @@ export async function verifyRelease(target: KubernetesTarget, expected: ReleaseS
     return { field: objectName(ref), expected: want, actual: have, equal: want === have };
   });
   return { consistent: report.consistent && checks.every((c) => c.equal), checks: [...report.checks, ...checks] };
-}
-
-function differingPaths(a: unknown, b: unknown, at: string, depth: number): string[] {
-  if (JSON.stringify(a) === JSON.stringify(b)) return [];
-  const bothObjects = a && b && typeof a === 'object' && typeof b === 'object';
-  if (!bothObjects || depth >= MAX_DIFF_DEPTH) return [at || '.'];
-  const left = a as Record<string, unknown>;
-  const right = b as Record<string, unknown>;
-  const keys = [...new Set([...Object.keys(left), ...Object.keys(right)])].sort();
-  const path = (key: string): string => (Array.isArray(a) ? `${at}[${key}]` : at ? `${at}.${key}` : key);
-  return keys.flatMap((key) => differingPaths(left[key], right[key], path(key), depth + 1));
-}
-
-const BOOKKEEPING = /^metadata\.(labels|annotations)\.deploy-agent\.dev\//;
-
-/** Which objects a change adds, removes or changes, and which fields: names only, never values. */
-export async function diffRelease(
-  target: KubernetesTarget,
-  from: ReleaseState,
-  to: ReleaseState,
-): Promise<ReleaseDiff> {
-  const cluster = connect(target);
-  const side = async (state: ReleaseState): Promise<SnapshotEntry[]> =>
-    !state.present || state.handle
-      ? entriesOf(cluster, target, state)
-      : (await liveRelease(cluster, target, (await loadManifests(target)).map(refOf))).entries;
-  const before = new Map((await side(from)).filter((e) => e.object).map((e) => [idOf(e), e]));
-  const after = new Map((await side(to)).filter((e) => e.object).map((e) => [idOf(e), e]));
-  const diff: ReleaseDiff = { added: [], removed: [], changed: [], unchanged: 0 };
-  for (const [id, entry] of after) if (!before.has(id)) diff.added.push(objectName(entry));
-  for (const [id, entry] of before) {
-    const next = after.get(id);
-    if (!next) diff.removed.push(objectName(entry));
-    else if (next.hash === entry.hash) diff.unchanged++;
-    else {
-      // Key names of a Secret can say more than they should; its changes are reported by top-level field only.
-      const depth = entry.kind === 'Secret' ? MAX_DIFF_DEPTH - 1 : 0;
-      // Our own bookkeeping (which deployment applied it) changes on every release and says nothing about it.
-      const fields = differingPaths(entry.object, next.object, '', depth).filter((f) => !BOOKKEEPING.test(f));
-      if (fields.length) diff.changed.push({ object: objectName(entry), fields });
-      else diff.unchanged++;
-    }
-  }
-  return diff;
 }

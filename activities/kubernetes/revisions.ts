@@ -11,7 +11,8 @@ import {
   type ReleaseSnapshot,
 } from '../../domain/kubernetes.js';
 import type { ReleaseState } from '../../domain/release.js';
-import { invalid } from '../failures.js';
+import type { KeptReleases } from '../../domain/target.js';
+import { fail } from '../../domain/failures.js';
 import { KubeApiError, connect, isNotFound, type Cluster, type KubeObject } from './client.js';
 import { labelValue, loadManifests, refOf, type ObjectRef } from './manifests.js';
 import { describeRelease, liveRelease, sha256 } from './objects.js';
@@ -56,10 +57,10 @@ export async function listRevisions(cluster: Cluster, target: KubernetesTarget):
 
 function decode(secret: SecretObject): ReleaseSnapshot {
   const packed = secret.data?.release;
-  if (!packed) throw invalid(`revision ${secret.metadata.name} holds no release`);
+  if (!packed) throw fail('invalid', `revision ${secret.metadata.name} holds no release`);
   const json = gunzipSync(Buffer.from(packed, 'base64')).toString('utf8');
   if (sha256(json) !== annotation(secret, SNAPSHOT_ANNOTATION.contentHash))
-    throw invalid(`revision ${secret.metadata.name} does not match its content hash: it was altered`);
+    throw fail('invalid', `revision ${secret.metadata.name} does not match its content hash: it was altered`);
   return releaseSnapshotSchema.parse(JSON.parse(json));
 }
 
@@ -67,7 +68,7 @@ export async function readSnapshot(cluster: Cluster, target: KubernetesTarget, n
   try {
     return decode(await cluster.request<SecretObject>('GET', `${secretsPath(target)}/${name}`));
   } catch (error) {
-    if (isNotFound(error)) throw invalid(`the rollback point ${name} no longer exists in ${target.namespace}`);
+    if (isNotFound(error)) throw fail('invalid', `the rollback point ${name} no longer exists in ${target.namespace}`);
     throw error;
   }
 }
@@ -154,26 +155,14 @@ async function pruneRevisions(cluster: Cluster, target: KubernetesTarget): Promi
   return stale.map((s) => s.metadata.name);
 }
 
-/**
- * A stored release to roll back to: the one a deployment applied, or without an id the previous release (the newest
- * revision that differs from what runs now, so a second rollback toggles back, like `kubectl rollout undo`).
- */
-export async function findRevision(target: KubernetesTarget, deploymentId?: string): Promise<ReleaseState> {
+/** The live release and every stored revision, newest first; an altered revision fails the whole listing. */
+export async function keptRevisions(target: KubernetesTarget): Promise<KeptReleases> {
   const cluster = connect(target);
   const revisions = await listRevisions(cluster, target);
-  const where = `${target.service} in ${target.environment} (namespace ${target.namespace})`;
-  if (deploymentId) {
-    const found = revisions.find((s) => annotation(s, SNAPSHOT_ANNOTATION.releaseDeploymentId) === deploymentId);
-    if (!found)
-      throw invalid(
-        `the release of deployment ${deploymentId} is not among the ${revisions.length} revisions of ${where}`,
-      );
-    return stateOf(decode(found), found.metadata.name);
-  }
-  const current = describeRelease(target, await liveRelease(cluster, target, await managedRefs(target)));
-  for (const secret of revisions) {
-    const snapshot = decode(secret);
-    if (snapshot.present && snapshot.configHash !== current.configHash) return stateOf(snapshot, secret.metadata.name);
-  }
-  throw invalid(`no previous release of ${where} is kept to roll back to`);
+  const live = describeRelease(target, await liveRelease(cluster, target, await managedRefs(target)));
+  return {
+    live,
+    kept: revisions.map((secret) => stateOf(decode(secret), secret.metadata.name)),
+    where: `${target.service} in ${target.environment} (namespace ${target.namespace})`,
+  };
 }

@@ -2,8 +2,8 @@
  * Rollout progress of the release's workloads, read from what their controllers report, with heartbeats while it
  * lasts. A workload that misses its progress deadline, or a wait that runs out of time, is a release that is unhealthy.
  */
-import { ApplicationFailure, Context } from '@temporalio/activity';
-import { FailureType } from '../../domain/deployment.js';
+import { Context } from '@temporalio/activity';
+import { fail } from '../../domain/failures.js';
 import type { KubernetesTarget } from '../../domain/kubernetes.js';
 import { connect, type Cluster, type KubeObject } from './client.js';
 import { WORKLOAD_KINDS, describe, loadManifests, refOf, type ObjectRef } from './manifests.js';
@@ -32,10 +32,6 @@ export function activityProgress(): Progress {
   if (!context) return { beat: () => undefined, sleep: plainSleep };
   const current = context;
   return { beat: (details) => current.heartbeat(details), sleep: (ms) => current.sleep(ms) };
-}
-
-export function unhealthy(message: string): ApplicationFailure {
-  return ApplicationFailure.create({ type: FailureType.unhealthy, message, nonRetryable: true });
 }
 
 /** Pods of the workload that are not Ready, with the reason their containers or conditions give. */
@@ -99,7 +95,8 @@ export async function waitForWorkloads(cluster: Cluster, refs: ObjectRef[], opti
       const status = workloadStatus(workload);
       if (status.failure) {
         const pods = await unreadyPods(cluster, workload);
-        throw unhealthy(
+        throw fail(
+          'unhealthy',
           `${describe(ref)} failed to roll out: ${status.failure} (${status.detail})` +
             (pods.length ? `; pods not ready: ${pods.join('; ')}` : ''),
         );
@@ -114,7 +111,8 @@ export async function waitForWorkloads(cluster: Cluster, refs: ObjectRef[], opti
     await progress.sleep(intervalMs);
   }
   const pods = pending ? await unreadyPods(cluster, pending) : [];
-  throw unhealthy(
+  throw fail(
+    'unhealthy',
     `rollout did not finish within ${options.timeoutMs} ms: ${lines.join('; ')}` +
       (pods.length ? `; pods not ready: ${pods.join('; ')}` : ''),
   );

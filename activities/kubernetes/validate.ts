@@ -2,18 +2,11 @@
  * Validation against the cluster, changing nothing: whether it can take the release (version, served kinds,
  * namespace, quotas, dependencies) and what the server itself says about each object (server-side dry run).
  */
-import { FailureType } from '../../domain/deployment.js';
+import { isFailureOf, messageOf } from '../../domain/failures.js';
 import type { KubernetesTarget } from '../../domain/kubernetes.js';
-import type { PinnedImage, ReleaseState } from '../../domain/release.js';
-import {
-  KubeApiError,
-  connect,
-  explain,
-  isNotFound,
-  serverSideApply,
-  type Cluster,
-  type KubeObject,
-} from './client.js';
+import type { PinnedImage } from '../../domain/release.js';
+import type { EnvironmentReport } from '../../domain/target.js';
+import { connect, explain, isNotFound, isRefusal, serverSideApply, type Cluster, type KubeObject } from './client.js';
 import { WORKLOAD_KINDS, describe, loadManifests, prepare, refOf } from './manifests.js';
 import { describeRelease, liveRelease } from './objects.js';
 import { quotaProblems, releaseAmounts } from './quota.js';
@@ -23,11 +16,8 @@ const SUPPORTED_MINORS = { min: 33, max: 35 } as const;
 // The image does not matter for what validation checks; a stand-in keeps prepare() honest about substitution.
 const PLACEHOLDER_DIGEST = `sha256:${'0'.repeat(64)}`;
 
-export interface KubernetesEnvironmentReport {
+export interface KubernetesEnvironmentReport extends EnvironmentReport {
   serverVersion: string;
-  description: string;
-  current: ReleaseState;
-  problems: string[];
 }
 
 async function list(cluster: Cluster, path: string, labelSelector?: string): Promise<KubeObject[]> {
@@ -124,10 +114,8 @@ export async function dryRunRelease(target: KubernetesTarget, image?: PinnedImag
     try {
       await serverSideApply(cluster, object, { fieldManager: target.fieldManager, dryRun: true });
     } catch (error) {
-      if (error instanceof KubeApiError && error.status >= 400 && error.status < 500)
-        problems.push(`${describe(refOf(object))}: ${explain(error)}`);
-      else if (error instanceof Error && (error as { type?: string }).type === FailureType.invalid)
-        problems.push(`${describe(refOf(object))}: ${error.message}`);
+      if (isRefusal(error)) problems.push(`${describe(refOf(object))}: ${explain(error)}`);
+      else if (isFailureOf(error, 'invalid')) problems.push(`${describe(refOf(object))}: ${messageOf(error)}`);
       else throw error;
     }
   }

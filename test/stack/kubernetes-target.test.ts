@@ -11,21 +11,16 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
 import { ApplicationFailure } from '@temporalio/activity';
-import { FailureType } from '../../domain/deployment.js';
+import { failureKinds } from '../../domain/failures.js';
 import type { KubernetesTarget } from '../../domain/kubernetes.js';
 import type { PinnedImage, ReleaseState } from '../../domain/release.js';
-import {
-  applyRelease,
-  awaitRollout,
-  createRollbackPoint,
-  diffRelease,
-  dryRunRelease,
-  findRevision,
-  inspectKubernetesEnvironment,
-  restoreRelease,
-  verifyRelease,
-  type Progress,
-} from '../../activities/kubernetes/index.js';
+import { applyRelease } from '../../activities/kubernetes/apply.js';
+import { diffRelease } from '../../activities/kubernetes/diff.js';
+import { kubernetesDriver } from '../../activities/kubernetes/driver.js';
+import { restoreRelease, verifyRelease } from '../../activities/kubernetes/restore.js';
+import { awaitRollout, type Progress } from '../../activities/kubernetes/rollout.js';
+import { dryRunRelease, inspectKubernetesEnvironment } from '../../activities/kubernetes/validate.js';
+import { findKeptRelease } from '../../activities/targets/index.js';
 import { startKubeControlPlane, type KubeControlPlane } from '../../stack/kube.js';
 import { freePort } from '../../stack/processes.js';
 
@@ -105,7 +100,7 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
   /** Rollback point, apply, rollout: one successful deploy as the workflow runs it. */
   async function deploy(release: KubernetesTarget, version: string, pinned: PinnedImage) {
     const id = deploymentId();
-    const point = await createRollbackPoint(release, id);
+    const point = await kubernetesDriver(release).snapshot(id);
     const applied = await applyRelease({ target: release, deploymentId: id, version, image: pinned });
     const detail = await awaitRollout(release, { timeoutMs: ROLLOUT_TIMEOUT_MS, intervalMs: 250 });
     return { id, point, applied, detail };
@@ -165,7 +160,7 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
     const again = await applyRelease({ target, deploymentId: v1.id, version: '1.0.0', image: image('a') });
     assert.equal(again.configHash, v1.applied.configHash);
     await core.readNamespacedService({ name: 'web-shop', namespace: NAMESPACE });
-    assert.deepEqual(await createRollbackPoint(target, v1.id), v1.point);
+    assert.deepEqual(await kubernetesDriver(target).snapshot(v1.id), v1.point);
 
     const progress = recording();
     await awaitRollout(target, { timeoutMs: 5_000, progress });
@@ -183,7 +178,7 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
 
     const v2 = withManifests('web-shop-v2');
     const id = deploymentId();
-    v1Point = await createRollbackPoint(v2, id);
+    v1Point = await kubernetesDriver(v2).snapshot(id);
     assert.equal(v1Point.present, true);
     assert.equal(v1Point.deploymentId, v1.id);
     assert.equal(v1Point.configHash, v1.applied.configHash);
@@ -195,13 +190,13 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
     assert.equal(stored.metadata?.labels?.['deploy-agent.dev/taken-by'], id);
 
     const applied = await applyRelease({ target: v2, deploymentId: id, version: '2.0.0', image: image('b') });
-    const early = await failureOf(awaitRollout(v2, { timeoutMs: 1_500, intervalMs: 250 }), FailureType.unhealthy);
+    const early = await failureOf(awaitRollout(v2, { timeoutMs: 1_500, intervalMs: 250 }), failureKinds.unhealthy.type);
     assert.match(early.message, /^rollout did not finish within 1500 ms: Deployment\/shop\/web-shop: /);
     const started = Date.now();
     const progress = recording();
     const failure = await failureOf(
       awaitRollout(v2, { timeoutMs: ROLLOUT_TIMEOUT_MS, progress }),
-      FailureType.unhealthy,
+      failureKinds.unhealthy.type,
     );
     console.log(`v2 failed after ${Date.now() - started} ms: ${failure.message}`);
     assert.equal(failure.nonRetryable, true);
@@ -255,12 +250,12 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
     const v1c = await deploy(target, '1.2.0', image('d'));
     assert.equal(v1c.applied.imageDigest, image('d').digest);
 
-    const previous = await findRevision(target);
+    const previous = await findKeptRelease(target);
     assert.equal(previous.deploymentId, v1b.id);
     assert.equal(previous.imageDigest, image('c').digest);
-    const twoBack = await findRevision(target, v1.id);
+    const twoBack = await findKeptRelease(target, v1.id);
     assert.equal(twoBack.imageDigest, image('a').digest);
-    await failureOf(findRevision(target, deploymentId()), FailureType.invalid);
+    await failureOf(findKeptRelease(target, deploymentId()), failureKinds.invalid.type);
 
     const revisions = await core.listNamespacedSecret({
       namespace: NAMESPACE,
@@ -273,7 +268,7 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
     ]);
 
     // A manual rollback: a rollback point of what runs, then the release two back.
-    await createRollbackPoint(target, deploymentId());
+    await kubernetesDriver(target).snapshot(deploymentId());
     await restoreRelease({ target, to: twoBack });
     const report = await verifyRelease(target, twoBack);
     assert.equal(report.consistent, true, JSON.stringify(report.checks.filter((c) => !c.equal)));
@@ -297,9 +292,9 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
     const text = await readFile(plane.kubeconfigPath, 'utf8');
     await writeFile(kubeconfig, text.replace(plane.server, closed), { mode: 0o600 });
     const unreachable = { ...target, kubeconfig };
-    const failure = await failureOf(inspectKubernetesEnvironment(unreachable, []), FailureType.unreachable);
+    const failure = await failureOf(inspectKubernetesEnvironment(unreachable, []), failureKinds.unreachable.type);
     assert.match(failure.message, /Kubernetes API https:\/\/127\.0\.0\.1:\d+ is unreachable/);
-    await failureOf(createRollbackPoint(unreachable, deploymentId()), FailureType.unreachable);
-    await failureOf(dryRunRelease(unreachable, image('a')), FailureType.unreachable);
+    await failureOf(kubernetesDriver(unreachable).snapshot(deploymentId()), failureKinds.unreachable.type);
+    await failureOf(dryRunRelease(unreachable, image('a')), failureKinds.unreachable.type);
   });
 });

@@ -1,0 +1,211 @@
+/**
+ * Docker target. Strategy: recreate. The running container is stopped and kept, renamed, as the rollback point;
+ * the new release starts under the service's name. Restore renames the kept container back, so the previous
+ * configuration and image come back exactly, secrets included, without any of them passing through a workflow.
+ */
+import type Docker from 'dockerode';
+import { heartbeat } from '@temporalio/activity';
+import { fail, messageOf } from '../../domain/failures.js';
+import {
+  compareReleases,
+  type ConsistencyReport,
+  type PinnedImage,
+  type ReleaseDiff,
+  type ReleaseState,
+} from '../../domain/release.js';
+import type { HealthCheckSpec } from '../../domain/spec.js';
+import type { ApplyRequest, DockerTarget, EnvironmentReport, KeptReleases } from '../../domain/target.js';
+import { awaitHealthy } from '../health.js';
+import type { TargetDriver } from '../targets/driver.js';
+import { LABEL, activeName, call, inspect, keptName, releaseStateOf, statusCode } from './engine.js';
+
+const MIN_API_VERSION = '1.41';
+const STOP_TIMEOUT_SECONDS = 10;
+
+export function dockerDriver(target: DockerTarget): TargetDriver {
+  return {
+    inspect: (dependsOn) => inspectEnvironment(target, dependsOn),
+    resolveImage: (repository, version) => resolveImage(target, repository, version),
+    // The Docker engine has no dry run: the container configuration is checked when it is created.
+    dryRun: () => Promise.resolve([]),
+    snapshot: () => liveRelease(target),
+    apply: (release) => applyRelease(target, release),
+    awaitReady: (check: HealthCheckSpec) => awaitHealthy({ check, host: target.hostIp, port: target.hostPort }),
+    restore: (to, { keepCurrent }) => restoreRelease(target, to, keepCurrent),
+    verify: async (expected) => verifyRelease(target, expected),
+    diff: (from, to) => Promise.resolve(diffRelease(target, from, to)),
+    keptReleases: () => keptReleases(target),
+    prune: () => pruneHistory(target),
+  };
+}
+
+/** Environment compatibility and dependency verification, in one look at the engine. */
+async function inspectEnvironment(target: DockerTarget, dependsOn: string[]): Promise<EnvironmentReport> {
+  return call(target, async (docker) => {
+    const version = await docker.version();
+    const problems: string[] = [];
+    if (compareVersions(version.ApiVersion, MIN_API_VERSION) < 0)
+      problems.push(`Docker API ${version.ApiVersion} is older than the supported ${MIN_API_VERSION}`);
+    const current = await inspect(docker, activeName(target));
+    const onPort = await docker.listContainers({ all: false, filters: { publish: [String(target.hostPort)] } });
+    for (const other of onPort)
+      if (other.Id !== current?.Id)
+        problems.push(`host port ${target.hostPort} is taken by container ${other.Names.join(',')}`);
+    for (const dependency of dependsOn) {
+      const info = await inspect(docker, activeName({ ...target, service: dependency }));
+      if (!info?.State.Running) problems.push(`dependency ${dependency} is not running in ${target.environment}`);
+      else if (info.State.Health?.Status === 'unhealthy')
+        problems.push(`dependency ${dependency} is unhealthy in ${target.environment}`);
+    }
+    return {
+      description: `Docker ${version.Version}, API ${version.ApiVersion}`,
+      current: releaseStateOf(current),
+      problems,
+    };
+  });
+}
+
+function compareVersions(a: string, b: string): number {
+  const [am = 0, an = 0] = a.split('.').map(Number);
+  const [bm = 0, bn = 0] = b.split('.').map(Number);
+  return am - bm || an - bn;
+}
+
+/** Asks the image's registry, through the engine, for the digest of `repository:version`. */
+async function resolveImage(target: DockerTarget, repository: string, version: string): Promise<PinnedImage> {
+  return call(target, async (docker) => {
+    const tagged = `${repository}:${version}`;
+    try {
+      const info = await docker.getImage(tagged).distribution();
+      const digest = info.Descriptor.digest;
+      return { reference: `${repository}@${digest}`, digest };
+    } catch (error) {
+      const code = statusCode(error);
+      if (code !== undefined && code >= 400 && code < 500)
+        throw fail('invalid', `image ${tagged} was not found in its registry (${messageOf(error)})`);
+      throw error;
+    }
+  });
+}
+
+/** The rollback point is the live container itself: retire() keeps it. */
+async function liveRelease(target: DockerTarget): Promise<ReleaseState> {
+  return call(target, async (docker) => releaseStateOf(await inspect(docker, activeName(target))));
+}
+
+async function pull(docker: Docker, reference: string): Promise<void> {
+  const stream = await docker.pull(reference);
+  await new Promise<void>((resolve, reject) => {
+    docker.modem.followProgress(
+      stream,
+      (error) => (error ? reject(error) : resolve()),
+      () => heartbeat('pulling'),
+    );
+  });
+}
+
+async function retire(docker: Docker, target: DockerTarget, info: Docker.ContainerInspectInfo): Promise<void> {
+  const container = docker.getContainer(info.Id);
+  if (info.State.Running) await container.stop({ t: STOP_TIMEOUT_SECONDS });
+  await container.rename({ name: keptName(target, info.Config.Labels?.[LABEL.deploymentId] ?? info.Id) });
+}
+
+/** Idempotent: a retry finds its own container by deployment id and only makes sure it runs. */
+async function applyRelease(
+  target: DockerTarget,
+  { deploymentId, version, image }: Omit<ApplyRequest, 'target'>,
+): Promise<ReleaseState> {
+  return call(target, async (docker) => {
+    await pull(docker, image.reference);
+    const name = activeName(target);
+    const current = await inspect(docker, name);
+    const ours = current?.Config.Labels?.[LABEL.deploymentId] === deploymentId;
+    if (current && !ours) await retire(docker, target, current);
+    if (!ours) {
+      const port = `${target.containerPort}/tcp`;
+      await docker.createContainer({
+        name,
+        Image: image.reference,
+        Env: Object.entries(target.env).map(([key, value]) => `${key}=${value}`),
+        ExposedPorts: { [port]: {} },
+        Labels: {
+          [LABEL.service]: target.service,
+          [LABEL.environment]: target.environment,
+          [LABEL.deploymentId]: deploymentId,
+          [LABEL.version]: version,
+        },
+        HostConfig: {
+          PortBindings: { [port]: [{ HostIp: target.hostIp, HostPort: String(target.hostPort) }] },
+          RestartPolicy: { Name: 'unless-stopped' },
+        },
+      });
+    }
+    const created = await docker.getContainer(name).inspect();
+    if (!created.State.Running) await docker.getContainer(name).start();
+    return releaseStateOf(await docker.getContainer(name).inspect());
+  });
+}
+
+/** The containers kept as rollback points, newest first. */
+async function keptContainers(docker: Docker, target: DockerTarget): Promise<Docker.ContainerInspectInfo[]> {
+  const listed = await docker.listContainers({
+    all: true,
+    filters: { label: [`${LABEL.service}=${target.service}`, `${LABEL.environment}=${target.environment}`] },
+  });
+  const infos = await Promise.all(listed.map((c) => docker.getContainer(c.Id).inspect()));
+  return infos
+    .filter((info) => info.Name !== `/${activeName(target)}`)
+    .sort((a, b) => b.State.FinishedAt.localeCompare(a.State.FinishedAt));
+}
+
+async function keptReleases(target: DockerTarget): Promise<KeptReleases> {
+  return call(target, async (docker) => ({
+    live: releaseStateOf(await inspect(docker, activeName(target))),
+    // A kept container is stopped; restoring it starts it again.
+    kept: (await keptContainers(docker, target)).map((info) => ({ ...releaseStateOf(info), running: true })),
+    where: activeName(target),
+  }));
+}
+
+/** After a successful deploy: keep only the newest `historyLimit` rollback points. */
+async function pruneHistory(target: DockerTarget): Promise<string[]> {
+  return call(target, async (docker) => {
+    const pruned = (await keptContainers(docker, target)).slice(target.historyLimit);
+    for (const info of pruned) await docker.getContainer(info.Id).remove({ force: true });
+    return pruned.map((info) => info.Name.replace(/^\//, ''));
+  });
+}
+
+/** Idempotent: brings back exactly the container of `to`, or no container when `to` is absent. */
+async function restoreRelease(target: DockerTarget, to: ReleaseState, keepCurrent: boolean): Promise<ReleaseState> {
+  return call(target, async (docker) => {
+    const name = activeName(target);
+    const current = await inspect(docker, name);
+    if (current && current.Id !== to.handle) {
+      if (keepCurrent && current.Config.Labels?.[LABEL.deploymentId]) await retire(docker, target, current);
+      else await docker.getContainer(current.Id).remove({ force: true });
+    }
+    if (!to.present || !to.handle) return releaseStateOf(await inspect(docker, name));
+    const wanted = await inspect(docker, to.handle);
+    if (!wanted) throw fail('invalid', `the rollback point container ${to.handle.slice(0, 12)} no longer exists`);
+    if (wanted.Name !== `/${name}`) await docker.getContainer(to.handle).rename({ name });
+    if (to.running && !wanted.State.Running) await docker.getContainer(to.handle).start();
+    return releaseStateOf(await inspect(docker, name));
+  });
+}
+
+async function verifyRelease(target: DockerTarget, expected: ReleaseState): Promise<ConsistencyReport> {
+  return compareReleases(expected, await liveRelease(target));
+}
+
+/** One container per release: it is added, or its image and configuration changed. */
+function diffRelease(target: DockerTarget, from: ReleaseState, to: ReleaseState): ReleaseDiff {
+  const container = `Container/${activeName(target)}`;
+  if (!from.present) return { added: [container], removed: [], changed: [], unchanged: 0 };
+  const fields = compareReleases(from, to)
+    .checks.filter((c) => !c.equal && (c.field === 'imageDigest' || c.field === 'configHash'))
+    .map((c) => c.field);
+  return fields.length
+    ? { added: [], removed: [], changed: [{ object: container, fields }], unchanged: 0 }
+    : { added: [], removed: [], changed: [], unchanged: 1 };
+}

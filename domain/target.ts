@@ -1,0 +1,108 @@
+/**
+ * What a target driver is asked and what it answers: the request and response types of every target operation.
+ * A `Target` says where one service in one environment lives; the driver for its kind does the work.
+ */
+import type { ServiceEnvironment } from './spec.js';
+import { fail } from './failures.js';
+import type { PinnedImage, ReleaseState } from './release.js';
+
+/** What the Docker activities need to find and run one service in one environment. */
+export interface DockerTarget {
+  kind: 'docker';
+  service: string;
+  environment: string;
+  host: string;
+  hostIp: string;
+  hostPort: number;
+  containerPort: number;
+  env: Record<string, string>;
+  historyLimit: number;
+}
+
+/** What the Kubernetes activities need: where the cluster is (paths only, never credentials) and the release. */
+export interface KubernetesTarget {
+  kind: 'kubernetes';
+  service: string;
+  environment: string;
+  kubeconfig?: string;
+  context?: string;
+  namespace: string;
+  manifestsDir: string;
+  imageRepository: string;
+  historyLimit: number;
+  fieldManager: string;
+}
+
+export type Target = DockerTarget | KubernetesTarget;
+
+export function targetOf({ service, environment, spec, settings }: ServiceEnvironment): Target {
+  const common = { service, environment, historyLimit: settings.historyLimit };
+  if (spec.target === 'kubernetes' && settings.kubernetes && spec.release)
+    return {
+      kind: 'kubernetes',
+      ...common,
+      ...settings.kubernetes,
+      manifestsDir: spec.release.manifests,
+      imageRepository: spec.image.repository,
+      fieldManager: 'deploy-agent',
+    };
+  if (spec.target === 'docker' && settings.docker)
+    return {
+      kind: 'docker',
+      ...common,
+      host: settings.docker.host,
+      hostIp: settings.docker.hostIp,
+      hostPort: settings.docker.hostPort,
+      containerPort: spec.container.port,
+      env: { ...spec.container.env, ...settings.docker.env },
+    };
+  // The spec schema makes this unreachable; kept so a hand-made request fails loudly.
+  throw fail('invalid', `environment ${environment} has no ${spec.target} settings`);
+}
+
+/** What validation learns from a target: what it is, what runs there now, and what stands in the way. */
+export interface EnvironmentReport {
+  description: string;
+  current: ReleaseState;
+  problems: string[];
+}
+
+/** One release to put live, pinned by digest, labelled with the deployment that applies it. */
+export interface ApplyRequest {
+  target: Target;
+  deploymentId: string;
+  version: string;
+  image: PinnedImage;
+}
+
+export interface RestoreRequest {
+  target: Target;
+  to: ReleaseState;
+  /** Keep the release being replaced as a rollback point (manual rollback) or remove it (failed deploy). */
+  keepCurrent: boolean;
+}
+
+/** The release live now and the releases kept to roll back to, newest first. */
+export interface KeptReleases {
+  live: ReleaseState;
+  kept: ReleaseState[];
+  /** How the driver names where they are kept, for messages. */
+  where: string;
+}
+
+/**
+ * The release a rollback brings back: the one a deployment applied, or without an id the newest kept release that
+ * differs from the live one, so a second rollback toggles back like `kubectl rollout undo`.
+ */
+export function chooseKeptRelease({ live, kept, where }: KeptReleases, deploymentId?: string): ReleaseState {
+  const found = deploymentId
+    ? kept.find((release) => release.deploymentId === deploymentId)
+    : kept.find((release) => release.present && release.configHash !== live.configHash);
+  if (found) return found;
+  throw fail(
+    'invalid',
+    deploymentId
+      ? `the release of deployment ${deploymentId} is not among the ${kept.length} releases kept for ${where}`
+      : `no previous release of ${where} is kept to roll back to`,
+  );
+}

@@ -54,6 +54,12 @@ export const failureKinds = {
     state: 'failed',
     meaning: 'the live state does not equal the rollback point after a restore',
   },
+  superseded: {
+    type: 'Superseded',
+    retryable: false,
+    state: 'failed',
+    meaning: 'a later attempt or a restore took the target over; this attempt stopped without changing it',
+  },
   rejected: {
     type: 'Rejected',
     retryable: false,

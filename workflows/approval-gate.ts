@@ -81,16 +81,17 @@ export class ApprovalGate {
     this.record.deadline = new Date(Date.now() + this.deadlineMs).toISOString();
     this.open = true;
     this.runbook.setState('awaiting-approval');
-    const decided = await condition(
-      () => this.rejectedBy !== undefined || this.approvals >= this.record.required,
-      this.deadlineMs,
-    );
-    this.open = false;
-    this.runbook.setState('running');
+    try {
+      await condition(() => this.rejectedBy !== undefined || this.approvals >= this.record.required, this.deadlineMs);
+    } finally {
+      this.open = false;
+      this.runbook.setState('running');
+    }
+    // Decided by the votes counted, not by which fired first: the last approval and the deadline can land in one task.
     const rejection = this.rejectedBy;
     if (rejection)
       throw fail('rejected', `rejected by ${rejection.approver}${rejection.comment ? `: ${rejection.comment}` : ''}`);
-    if (!decided)
+    if (this.approvals < this.record.required)
       throw fail(
         'expired',
         `approval deadline ${this.record.deadline} passed with ${this.approvals} of ${this.record.required} approvals`,

@@ -32,6 +32,8 @@ export class Compensation {
           if (!parsed.success) throw new Error(`invalid decision: ${describeIssues(parsed.error.issues).join('; ')}`);
           if (this.runbook.status.state !== 'compensation-failed')
             throw new Error(`nothing to resolve: the deployment is ${this.runbook.status.state}`);
+          // Two answers in one workflow task: the first one counts, the second is told so.
+          if (this.decision) throw new Error(`already resolved: ${this.decision.action} by ${this.decision.operator}`);
         },
       },
     );

@@ -1,5 +1,5 @@
 /** The steps both runbooks take against a target, each an activity call with its own timeouts and retries. */
-import { proxyActivities } from '@temporalio/workflow';
+import { ActivityCancellationType, CancellationScope, patched, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { refuseRequester } from '../domain/authorization.js';
 import type { DeploymentState } from '../domain/deployment.js';
@@ -20,24 +20,38 @@ const look = proxyActivities<Activities>({
   },
 });
 
-/** Changes to a target: retried until the phase's budget cancels them, which is safe because they are idempotent. */
-const change = proxyActivities<Activities>({
-  // A Kubernetes restore waits for the restored rollout (up to 2 minutes) inside the call.
-  startToCloseTimeout: '3m',
-  heartbeatTimeout: '30s',
-  retry: {
-    initialInterval: '1s',
-    backoffCoefficient: 2,
-    maximumInterval: '10s',
-    nonRetryableErrorTypes: NON_RETRYABLE_TYPES,
-  },
-});
+/** Patch: a cancelled change is waited for until it has stopped, so that compensation never runs beside it. */
+export const WAIT_FOR_STOPPED_CHANGES = 'wait-for-stopped-changes';
+
+/**
+ * Changes to a target: retried until the phase's budget cancels them, which is safe because they are idempotent.
+ * They heartbeat before every change they make (no engine or API call lasts 30 s), and a cancellation is complete
+ * only once the activity has stopped: the next step must not touch the target while a change is still under way.
+ */
+function change() {
+  return proxyActivities<Activities>({
+    // A Kubernetes restore waits for the restored rollout (up to 2 minutes) inside the call.
+    startToCloseTimeout: '3m',
+    heartbeatTimeout: '30s',
+    cancellationType: patched(WAIT_FOR_STOPPED_CHANGES)
+      ? ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+      : ActivityCancellationType.TRY_CANCEL,
+    retry: {
+      initialInterval: '1s',
+      backoffCoefficient: 2,
+      maximumInterval: '10s',
+      nonRetryableErrorTypes: NON_RETRYABLE_TYPES,
+    },
+  });
+}
 
 export const { trackChanges, publishReport } = look;
 export const { findKeptRelease, pruneHistory } = look;
 
 /** The rollback point: stored by the target before anything changes, so it is a change-class call. */
-export const { snapshotRelease } = change;
+export function snapshotRelease(target: Target, deploymentId: string): Promise<ReleaseState> {
+  return change().snapshotRelease(target, deploymentId);
+}
 
 /** Configuration, permission, environment compatibility and dependency checks; all problems reported at once. */
 export async function validateTarget(
@@ -103,7 +117,7 @@ export async function applyAndAwaitReady(
   const applied = await runbook.phase(
     'apply',
     undefined,
-    () => change.applyRelease({ target, ...release }),
+    () => change().applyRelease({ target, ...release }),
     () => `applied ${release.image.reference}`,
   );
   runbook.status.applied = applied;
@@ -136,7 +150,7 @@ export async function restoreAndVerify(
   to: ReleaseState,
   keepCurrent: boolean,
 ): Promise<ConsistencyReport> {
-  await change.restoreRelease({ target, to, keepCurrent });
+  await change().restoreRelease({ target, to, keepCurrent });
   const consistency = await look.verifyRelease(target, to);
   if (!consistency.consistent) {
     const differences = consistency.checks
@@ -147,17 +161,25 @@ export async function restoreAndVerify(
   return consistency;
 }
 
+/** Patch: the report is written even when the deployment was cancelled. */
+export const REPORT_AFTER_CANCEL = 'report-after-cancel';
+
 /** Report generation never changes how a deployment ended; a failure to publish is recorded in the status. */
 export async function finishAndReport(runbook: Runbook, state: DeploymentState, budgetMs: number): Promise<void> {
   runbook.finish(state);
-  try {
-    runbook.status.reportPath = await runbook.phase(
-      'report',
-      budgetMs,
-      () => publishReport(runbook.status),
-      (p) => p,
-    );
-  } catch {
-    // already recorded in the status by the phase
-  }
+  const report = async () => {
+    try {
+      runbook.status.reportPath = await runbook.phase(
+        'report',
+        budgetMs,
+        () => publishReport(runbook.status),
+        (p) => p,
+      );
+    } catch {
+      // already recorded in the status by the phase
+    }
+  };
+  // A cancelled workflow still owes its report: who changed what, and how it ended.
+  if (patched(REPORT_AFTER_CANCEL)) await CancellationScope.nonCancellable(report);
+  else await report();
 }

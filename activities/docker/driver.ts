@@ -3,8 +3,8 @@
  * the new release starts under the service's name. Restore renames the kept container back, so the previous
  * configuration and image come back exactly, secrets included, without any of them passing through a workflow.
  */
+import type { Readable } from 'node:stream';
 import type Docker from 'dockerode';
-import { heartbeat } from '@temporalio/activity';
 import { fail, messageOf } from '../../domain/failures.js';
 import {
   compareReleases,
@@ -16,8 +16,10 @@ import {
 import type { HealthCheckSpec } from '../../domain/spec.js';
 import type { ApplyRequest, DockerTarget, EnvironmentReport, KeptReleases } from '../../domain/target.js';
 import { awaitHealthy } from '../health.js';
+import { attemptToken, beforeChange, cancellationSignal, checkpoint, type Fence } from '../targets/attempt.js';
 import type { TargetDriver } from '../targets/driver.js';
 import { LABEL, activeName, call, inspect, keptName, releaseStateOf, statusCode } from './engine.js';
+import { dockerFence } from './fence.js';
 
 const MIN_API_VERSION = '1.41';
 const STOP_TIMEOUT_SECONDS = 10;
@@ -93,21 +95,40 @@ async function liveRelease(target: DockerTarget): Promise<ReleaseState> {
   return call(target, async (docker) => releaseStateOf(await inspect(docker, activeName(target))));
 }
 
+/** Pulls with a heartbeat per progress message; a cancelled attempt stops the download. */
 async function pull(docker: Docker, reference: string): Promise<void> {
-  const stream = await docker.pull(reference);
-  await new Promise<void>((resolve, reject) => {
-    docker.modem.followProgress(
-      stream,
-      (error) => (error ? reject(error) : resolve()),
-      () => heartbeat('pulling'),
-    );
-  });
+  const abortSignal = cancellationSignal();
+  const stream = (await docker.pull(reference, { abortSignal })) as Readable;
+  const stop = () => stream.destroy(abortSignal?.reason instanceof Error ? abortSignal.reason : undefined);
+  abortSignal?.addEventListener('abort', stop, { once: true });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      stream.once('error', reject);
+      docker.modem.followProgress(
+        stream,
+        (error) => (error ? reject(error) : resolve()),
+        () => checkpoint('pulling'),
+      );
+    });
+  } finally {
+    abortSignal?.removeEventListener('abort', stop);
+  }
+  checkpoint('pulled');
 }
 
-async function retire(docker: Docker, target: DockerTarget, info: Docker.ContainerInspectInfo): Promise<void> {
+/** Stops the container and keeps it, renamed, as a rollback point. */
+async function retire(
+  docker: Docker,
+  target: DockerTarget,
+  info: Docker.ContainerInspectInfo,
+  fence: Fence,
+): Promise<void> {
   const container = docker.getContainer(info.Id);
-  if (info.State.Running) await container.stop({ t: STOP_TIMEOUT_SECONDS });
-  await container.rename({ name: keptName(target, info.Config.Labels?.[LABEL.deploymentId] ?? info.Id) });
+  const abortSignal = cancellationSignal();
+  await beforeChange(fence, `stopping ${info.Name}`);
+  if (info.State.Running) await container.stop({ t: STOP_TIMEOUT_SECONDS, abortSignal });
+  await beforeChange(fence, `keeping ${info.Name}`);
+  await container.rename({ name: keptName(target, info.Config.Labels?.[LABEL.deploymentId] ?? info.Id), abortSignal });
 }
 
 /** Idempotent: a retry finds its own container by deployment id and only makes sure it runs. */
@@ -116,14 +137,19 @@ async function applyRelease(
   { deploymentId, version, image }: Omit<ApplyRequest, 'target'>,
 ): Promise<ReleaseState> {
   return call(target, async (docker) => {
+    const fence = dockerFence(docker, target, attemptToken());
+    const abortSignal = cancellationSignal();
+    await fence.take();
     await pull(docker, image.reference);
     const name = activeName(target);
     const current = await inspect(docker, name);
     const ours = current?.Config.Labels?.[LABEL.deploymentId] === deploymentId;
-    if (current && !ours) await retire(docker, target, current);
+    if (current && !ours) await retire(docker, target, current, fence);
     if (!ours) {
       const port = `${target.containerPort}/tcp`;
+      await beforeChange(fence, `creating ${name}`);
       await docker.createContainer({
+        abortSignal,
         name,
         Image: image.reference,
         Env: Object.entries(target.env).map(([key, value]) => `${key}=${value}`),
@@ -141,7 +167,8 @@ async function applyRelease(
       });
     }
     const created = await docker.getContainer(name).inspect();
-    if (!created.State.Running) await docker.getContainer(name).start();
+    await beforeChange(fence, `starting ${name}`);
+    if (!created.State.Running) await docker.getContainer(name).start({ abortSignal });
     return releaseStateOf(await docker.getContainer(name).inspect());
   });
 }
@@ -179,17 +206,24 @@ async function pruneHistory(target: DockerTarget): Promise<string[]> {
 /** Idempotent: brings back exactly the container of `to`, or no container when `to` is absent. */
 async function restoreRelease(target: DockerTarget, to: ReleaseState, keepCurrent: boolean): Promise<ReleaseState> {
   return call(target, async (docker) => {
+    const fence = dockerFence(docker, target, attemptToken());
+    const abortSignal = cancellationSignal();
+    await fence.take();
     const name = activeName(target);
     const current = await inspect(docker, name);
     if (current && current.Id !== to.handle) {
-      if (keepCurrent && current.Config.Labels?.[LABEL.deploymentId]) await retire(docker, target, current);
-      else await docker.getContainer(current.Id).remove({ force: true });
+      if (keepCurrent && current.Config.Labels?.[LABEL.deploymentId]) await retire(docker, target, current, fence);
+      else {
+        await beforeChange(fence, `removing ${current.Name}`);
+        await docker.getContainer(current.Id).remove({ force: true, abortSignal });
+      }
     }
     if (!to.present || !to.handle) return releaseStateOf(await inspect(docker, name));
     const wanted = await inspect(docker, to.handle);
     if (!wanted) throw fail('invalid', `the rollback point container ${to.handle.slice(0, 12)} no longer exists`);
-    if (wanted.Name !== `/${name}`) await docker.getContainer(to.handle).rename({ name });
-    if (to.running && !wanted.State.Running) await docker.getContainer(to.handle).start();
+    await beforeChange(fence, `bringing back ${wanted.Name}`);
+    if (wanted.Name !== `/${name}`) await docker.getContainer(to.handle).rename({ name, abortSignal });
+    if (to.running && !wanted.State.Running) await docker.getContainer(to.handle).start({ abortSignal });
     return releaseStateOf(await inspect(docker, name));
   });
 }

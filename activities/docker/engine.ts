@@ -1,7 +1,7 @@
 /** The Docker engine as the driver sees it: connections, names, labels and what a container says about its release. */
 import { createHash } from 'node:crypto';
 import Docker from 'dockerode';
-import { isConnectionError, unreachable } from '../../domain/failures.js';
+import { fail, isConnectionError, messageOf, unreachable } from '../../domain/failures.js';
 import type { ReleaseState } from '../../domain/release.js';
 import type { DockerTarget } from '../../domain/target.js';
 
@@ -12,6 +12,11 @@ export const LABEL = {
   version: 'deploy-agent.version',
 } as const;
 
+// Every engine call gets an answer or an error within this; a pull's stream counts only silence.
+const ENGINE_TIMEOUT_MS = 25_000;
+// Not found, timed out, in conflict, throttled: worth another look. Other 4xx are the release's fault.
+const RETRYABLE_CLIENT_ERRORS = new Set([404, 408, 409, 429]);
+
 const engines = new Map<string, Docker>();
 
 function engine(host: string): Docker {
@@ -20,25 +25,41 @@ function engine(host: string): Docker {
     const url = new URL(host);
     docker =
       url.protocol === 'unix:'
-        ? new Docker({ socketPath: url.pathname })
+        ? new Docker({ socketPath: url.pathname, timeout: ENGINE_TIMEOUT_MS })
         : new Docker({
             host: url.hostname,
             port: Number(url.port),
             protocol: url.protocol === 'https:' ? 'https' : 'http',
+            timeout: ENGINE_TIMEOUT_MS,
           });
     engines.set(host, docker);
   }
   return docker;
 }
 
-/** Runs one engine call, turning connection failures into TargetUnreachable. */
+/**
+ * Runs engine calls, classifying what goes wrong: no connection is TargetUnreachable (retried); a request the engine
+ * refuses, or a container the OCI runtime cannot start (a missing entrypoint, say), is invalid with the engine's
+ * own message, because retrying cannot help while the service is down.
+ */
 export async function call<T>(target: DockerTarget, action: (docker: Docker) => Promise<T>): Promise<T> {
   try {
     return await action(engine(target.host));
   } catch (error) {
     if (isConnectionError(error)) throw unreachable(`Docker engine ${target.host}`, error);
+    const code = statusCode(error);
+    if (code !== undefined && code >= 400 && code < 500 && !RETRYABLE_CLIENT_ERRORS.has(code))
+      throw fail('invalid', `Docker engine refused: ${engineMessage(error)}`);
+    if (code === 500 && /OCI runtime|exec format error|executable file not found/i.test(engineMessage(error)))
+      throw fail('invalid', `Docker engine could not start the container: ${engineMessage(error)}`);
     throw error;
   }
+}
+
+/** What the engine said, without dockerode's request description around it. */
+function engineMessage(error: unknown): string {
+  const json = (error as { json?: { message?: unknown } } | undefined)?.json;
+  return typeof json?.message === 'string' ? json.message : messageOf(error);
 }
 
 export const activeName = (target: DockerTarget): string => `${target.service}-${target.environment}`;

@@ -6,7 +6,9 @@ import type { KubernetesTarget } from '../../domain/kubernetes.js';
 import type { ReleaseState } from '../../domain/release.js';
 import type { ApplyRequest } from '../../domain/target.js';
 import { fail } from '../../domain/failures.js';
+import { attemptToken, beforeChange } from '../targets/attempt.js';
 import { asRefusal, connect, deleteObject, serverSideApply } from './client.js';
+import { kubernetesFence } from './fence.js';
 import { byApplyOrder, describe, idOf, loadManifests, prepare, refOf } from './manifests.js';
 import { describeRelease, labelledObjects, liveRelease } from './objects.js';
 
@@ -21,7 +23,10 @@ export async function applyRelease({
   const { objects, imageUses } = prepare(target, manifests, image, { deploymentId, version });
   if (imageUses === 0)
     throw fail('invalid', `no container of the release uses the image repository ${target.imageRepository}`);
+  const fence = kubernetesFence(cluster, target, attemptToken());
+  await fence.take();
   for (const object of objects) {
+    await beforeChange(fence, `applying ${describe(refOf(object))}`);
     await serverSideApply(cluster, object, { fieldManager: target.fieldManager }).catch((error: unknown) => {
       throw asRefusal(error, describe(refOf(object)));
     });
@@ -29,7 +34,10 @@ export async function applyRelease({
   const wanted = new Set(objects.map((o) => idOf(refOf(o))));
   const kinds = objects.map((o): [string, string] => [o.apiVersion, o.kind]);
   const stale = (await labelledObjects(cluster, target, kinds)).filter((o) => !wanted.has(idOf(refOf(o))));
-  for (const object of stale.map(refOf).sort(byApplyOrder).reverse()) await deleteObject(cluster, object);
+  for (const object of stale.map(refOf).sort(byApplyOrder).reverse()) {
+    await beforeChange(fence, `pruning ${describe(object)}`);
+    await deleteObject(cluster, object);
+  }
   const live = await liveRelease(cluster, target, objects.map(refOf));
   return describeRelease(target, live);
 }

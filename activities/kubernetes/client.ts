@@ -9,8 +9,13 @@ import https from 'node:https';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { KubernetesTarget } from '../../domain/kubernetes.js';
 import { fail, isConnectionError, unreachable } from '../../domain/failures.js';
+import { cancellationSignal, checkpoint } from '../targets/attempt.js';
 
-const REQUEST_TIMEOUT_MS = 30_000;
+// Below the 30 s heartbeat timeout of change activities: one silent call cannot look like a dead worker.
+const REQUEST_TIMEOUT_MS = 25_000;
+// Throttled (429) or not ready (503) with a Retry-After: waited out inside the call, this many times at most.
+const RETRY_AFTER_ATTEMPTS = 5;
+const MAX_RETRY_AFTER_MS = 10_000;
 
 export type KubeObject = Record<string, unknown> & {
   apiVersion: string;
@@ -86,12 +91,18 @@ function send(
   url: URL,
   options: https.RequestOptions,
   body: string | undefined,
-): Promise<{ status: number; text: string }> {
+): Promise<{ status: number; text: string; retryAfter?: string }> {
   return new Promise((resolve, reject) => {
     const onResponse = (res: http.IncomingMessage): void => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          text: Buffer.concat(chunks).toString('utf8'),
+          retryAfter: res.headers['retry-after'],
+        }),
+      );
       res.on('error', reject);
     };
     const req =
@@ -103,6 +114,13 @@ function send(
     if (body !== undefined) req.write(body);
     req.end();
   });
+}
+
+/** How long the server asked us to wait (API Priority and Fairness answers 429 with Retry-After). */
+function retryAfterMs(res: { status: number; retryAfter?: string }): number | undefined {
+  if ((res.status !== 429 && res.status !== 503) || res.retryAfter === undefined) return undefined;
+  const seconds = Number(res.retryAfter);
+  return Number.isFinite(seconds) ? Math.min(Math.max(seconds, 0) * 1000, MAX_RETRY_AFTER_MS) : undefined;
 }
 
 function parseStatus(text: string): KubeStatus {
@@ -124,7 +142,7 @@ export function connect(target: KubernetesTarget): Cluster {
     for (const [key, value] of Object.entries(options.query ?? {}))
       if (value !== undefined) url.searchParams.set(key, value);
     const body = options.body === undefined ? undefined : JSON.stringify(options.body);
-    const requestOptions: https.RequestOptions = { method, headers: {} };
+    const requestOptions: https.RequestOptions = { method, headers: {}, signal: cancellationSignal() };
     await kc.applyToHTTPSOptions(requestOptions);
     requestOptions.headers = {
       ...requestOptions.headers,
@@ -133,12 +151,19 @@ export function connect(target: KubernetesTarget): Cluster {
         ? {}
         : { 'Content-Type': options.contentType ?? 'application/json', 'Content-Length': Buffer.byteLength(body) }),
     };
-    let res: { status: number; text: string };
-    try {
-      res = await send(url, requestOptions, body);
-    } catch (error) {
-      if (isConnectionError(error)) throw unreachable(`Kubernetes API ${server}`, error);
-      throw error;
+    let res: Awaited<ReturnType<typeof send>>;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        res = await send(url, requestOptions, body);
+      } catch (error) {
+        checkpoint();
+        if (isConnectionError(error)) throw unreachable(`Kubernetes API ${server}`, error);
+        throw error;
+      }
+      const waitMs = retryAfterMs(res);
+      if (waitMs === undefined || attempt >= RETRY_AFTER_ATTEMPTS) break;
+      checkpoint({ throttled: `${method} ${url.pathname}`, retryAfterMs: waitMs });
+      await new Promise((resolve) => setTimeout(resolve, waitMs));
     }
     // An apiserver that answers but cannot serve yet is as good as unreachable: worth retrying.
     if ([502, 503, 504].includes(res.status))

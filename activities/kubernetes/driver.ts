@@ -9,7 +9,7 @@ import type { TargetDriver } from '../targets/driver.js';
 import { applyRelease } from './apply.js';
 import { diffRelease } from './diff.js';
 import { restoreRelease, verifyRelease } from './restore.js';
-import { createRollbackPoint, keptRevisions } from './revisions.js';
+import { createRollbackPoint, keptRevisions, pruneRevisions } from './revisions.js';
 import { awaitRollout } from './rollout.js';
 import { dryRunRelease, inspectKubernetesEnvironment } from './validate.js';
 
@@ -27,7 +27,6 @@ export function kubernetesDriver(target: KubernetesTarget): TargetDriver {
     verify: (expected) => verifyRelease(target, expected),
     diff: (from, to) => diffRelease(target, from, to),
     keptReleases: () => keptRevisions(target),
-    // Revisions are pruned to historyLimit when a rollback point is stored.
-    prune: () => Promise.resolve([]),
+    prune: () => pruneRevisions(target),
   };
 }

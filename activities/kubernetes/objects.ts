@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { KubernetesTarget, SnapshotEntry } from '../../domain/kubernetes.js';
+import { checkpoint } from '../targets/attempt.js';
 import { collectionPath, isNotFound, type Cluster, type KubeObject } from './client.js';
 import {
   ANNOTATION,
@@ -132,6 +133,7 @@ export async function labelledObjects(
     kinds.set(`${apiVersion} ${kind}`, [apiVersion, kind]);
   const found: KubeObject[] = [];
   for (const [apiVersion, kind] of kinds.values()) {
+    checkpoint();
     const collection = await collectionPath(cluster, apiVersion, kind, target.namespace);
     if (!collection) continue;
     const list = await cluster.request<{ items?: KubeObject[] }>('GET', collection, {
@@ -159,6 +161,7 @@ export async function liveRelease(cluster: Cluster, target: KubernetesTarget, re
     raw.push(object);
   }
   for (const ref of wanted.values()) {
+    checkpoint();
     const object = await readObject(cluster, ref);
     if (object) raw.push({ ...object, apiVersion: ref.apiVersion, kind: ref.kind });
   }

@@ -4,12 +4,14 @@
  * restored workloads; verification compares the hash of each live object with the revision's.
  */
 import type { KubernetesTarget, SnapshotEntry } from '../../domain/kubernetes.js';
-import { compareReleases, type ConsistencyReport, type ReleaseState } from '../../domain/release.js';
+import { compareReleases, type ConsistencyReport, RELEASE_FIELDS, type ReleaseState } from '../../domain/release.js';
 import { fail } from '../../domain/failures.js';
 import { asRefusal, connect, deleteObject, serverSideApply, type Cluster, type KubeObject } from './client.js';
 import { WORKLOAD_KINDS, byApplyOrder, describe, idOf, objectName, refOf, type ObjectRef } from './manifests.js';
 import { describeRelease, labelledObjects, liveRelease } from './objects.js';
 import { readSnapshot } from './revisions.js';
+import { kubernetesFence } from './fence.js';
+import { attemptToken, beforeChange } from '../targets/attempt.js';
 import { waitForWorkloads, type Progress } from './rollout.js';
 
 const DEFAULT_RESTORE_TIMEOUT_MS = 120_000;
@@ -21,14 +23,20 @@ export interface KubernetesRestoreRequest {
   progress?: Progress;
 }
 
-/** Nothing deployed needs no revision: every object the service labelled goes, even once its revision is pruned. */
+/**
+ * The objects of a revision. A first deploy's revision holds only absent entries, one per object the release was to
+ * create, whatever its kind: restore deletes exactly those. Without a revision (pruned, or never taken), nothing
+ * deployed means every object the service labelled goes.
+ */
 export async function entriesOf(
   cluster: Cluster,
   target: KubernetesTarget,
   state: ReleaseState,
 ): Promise<SnapshotEntry[]> {
-  if (!state.present) return [];
-  if (!state.handle) throw fail('invalid', 'a release to restore or compare needs the handle of its revision');
+  if (!state.handle) {
+    if (!state.present) return [];
+    throw fail('invalid', 'a release to restore or compare needs the handle of its revision');
+  }
   return (await readSnapshot(cluster, target, state.handle)).entries;
 }
 
@@ -43,7 +51,10 @@ export async function restoreRelease({
   const entries = await entriesOf(cluster, target, to);
   const kept = entries.filter((e) => e.object);
   const keptIds = new Set(kept.map(idOf));
+  const fence = kubernetesFence(cluster, target, attemptToken());
+  await fence.take();
   for (const entry of kept.sort(byApplyOrder)) {
+    await beforeChange(fence, `restoring ${describe(entry)}`);
     await serverSideApply(cluster, entry.object as KubeObject, { fieldManager: target.fieldManager }).catch(
       (error: unknown) => {
         throw asRefusal(error, `restoring ${describe(entry)}`);
@@ -54,7 +65,10 @@ export async function restoreRelease({
   const added = (await labelledObjects(cluster, target, kinds)).map(refOf).filter((r) => !keptIds.has(idOf(r)));
   const doomed = new Map<string, ObjectRef>();
   for (const ref of [...entries.filter((e) => !e.object), ...added]) doomed.set(idOf(ref), ref);
-  for (const ref of [...doomed.values()].sort(byApplyOrder).reverse()) await deleteObject(cluster, ref);
+  for (const ref of [...doomed.values()].sort(byApplyOrder).reverse()) {
+    await beforeChange(fence, `removing ${describe(ref)}`);
+    await deleteObject(cluster, ref);
+  }
   if (to.running) {
     const workloads = kept.filter((e) => WORKLOAD_KINDS.has(e.kind));
     await waitForWorkloads(cluster, workloads, { timeoutMs, progress });
@@ -68,8 +82,12 @@ export async function verifyRelease(target: KubernetesTarget, expected: ReleaseS
   const cluster = connect(target);
   const entries = await entriesOf(cluster, target, expected);
   const live = await liveRelease(cluster, target, entries);
-  const actual = { ...describeRelease(target, live), handle: expected.handle };
-  const report = compareReleases(expected, actual);
+  // The handle names the revision, which the live objects do not carry: each object's hash is compared instead.
+  const report = compareReleases(
+    expected,
+    describeRelease(target, live),
+    RELEASE_FIELDS.filter((field) => field !== 'handle'),
+  );
   const wanted = new Map(entries.map((e) => [idOf(e), e]));
   const found = new Map(live.entries.map((e) => [idOf(e), e]));
   const ids = [...new Set([...wanted.keys(), ...found.keys()])].sort();

@@ -13,6 +13,7 @@ import {
 import type { ReleaseState } from '../../domain/release.js';
 import type { KeptReleases } from '../../domain/target.js';
 import { fail } from '../../domain/failures.js';
+import { checkpoint } from '../targets/attempt.js';
 import { KubeApiError, connect, isNotFound, type Cluster, type KubeObject } from './client.js';
 import { labelValue, loadManifests, refOf, type ObjectRef } from './manifests.js';
 import { describeRelease, liveRelease, sha256 } from './objects.js';
@@ -118,6 +119,7 @@ export async function createRollbackPoint(target: KubernetesTarget, deploymentId
   const cluster = connect(target);
   const refs = await managedRefs(target);
   for (let attempt = 1; ; attempt++) {
+    checkpoint('taking the rollback point');
     const revisions = await listRevisions(cluster, target);
     const own = revisions.find((s) => annotation(s, SNAPSHOT_ANNOTATION.takenBy) === deploymentId);
     if (own) return stateOf(decode(own), own.metadata.name);
@@ -140,18 +142,23 @@ export async function createRollbackPoint(target: KubernetesTarget, deploymentId
       if (error instanceof KubeApiError && error.status === 409 && attempt < CREATE_ATTEMPTS) continue;
       throw error;
     }
-    await pruneRevisions(cluster, target);
     return stateOf(snapshot, secret.metadata.name);
   }
 }
 
-/** Keeps the newest historyLimit revisions. */
-async function pruneRevisions(cluster: Cluster, target: KubernetesTarget): Promise<string[]> {
+/**
+ * After a successful change: keeps the newest historyLimit revisions. Never earlier: a rollback's own rollback point
+ * would otherwise push out the very revision it is about to restore.
+ */
+export async function pruneRevisions(target: KubernetesTarget): Promise<string[]> {
+  const cluster = connect(target);
   const stale = (await listRevisions(cluster, target)).slice(Math.max(1, target.historyLimit));
-  for (const secret of stale)
+  for (const secret of stale) {
+    checkpoint(`pruning ${secret.metadata.name}`);
     await cluster.request('DELETE', `${secretsPath(target)}/${secret.metadata.name}`).catch((error: unknown) => {
       if (!isNotFound(error)) throw error;
     });
+  }
   return stale.map((s) => s.metadata.name);
 }
 

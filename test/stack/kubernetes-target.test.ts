@@ -103,6 +103,7 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
     const point = await kubernetesDriver(release).snapshot(id);
     const applied = await applyRelease({ target: release, deploymentId: id, version, image: pinned });
     const detail = await awaitRollout(release, { timeoutMs: ROLLOUT_TIMEOUT_MS, intervalMs: 250 });
+    await kubernetesDriver(release).prune();
     return { id, point, applied, detail };
   }
 

@@ -4,13 +4,13 @@ import type { DeployRequest } from '../domain/requests.js';
 import { targetOf } from '../domain/target.js';
 import { ApprovalGate } from './approval-gate.js';
 import { Compensation } from './compensation.js';
-import { describeError, Runbook, withinBudget } from './runbook.js';
+import { describeError, Runbook } from './runbook.js';
 import {
   applyAndAwaitReady,
+  changeTarget,
   finishAndReport,
   checkRelease,
   pruneHistory,
-  snapshotRelease,
   trackChanges,
   validateTarget,
 } from './steps.js';
@@ -70,25 +70,19 @@ export async function deployWorkflow(request: DeployRequest): Promise<Deployment
       );
     else runbook.skip('approval', `not required in ${target.environment}`);
 
-    const rollbackPoint = await runbook.phase(
-      'rollback-point',
-      budgets.environmentUpdate,
-      () => snapshotRelease(destination, runbook.status.deploymentId),
-      (kept) => (kept.present ? `kept ${kept.version ?? kept.handle?.slice(0, 12)}` : 'nothing deployed yet'),
+    const release = { deploymentId: runbook.status.deploymentId, version, image };
+    const { rollbackPoint, failure } = await changeTarget(
+      runbook,
+      { phase: 'environment-update', budgetMs: budgets.environmentUpdate },
+      destination,
+      (point) => applyAndAwaitReady(runbook, target, point, release),
     );
-    runbook.status.previous = rollbackPoint;
-    try {
-      const release = { deploymentId: runbook.status.deploymentId, version, image };
-      await withinBudget('environment update', budgets.environmentUpdate, () =>
-        applyAndAwaitReady(runbook, target, rollbackPoint, release),
-      );
+    if (failure === undefined) {
       state = 'succeeded';
       await pruneHistory(destination).catch((error: unknown) => {
         runbook.status.errors.push(`prune history: ${describeError(error)}`);
       });
-    } catch (error) {
-      state = await compensation.restore(rollbackPoint, `deploy failed: ${describeError(error)}`, false);
-    }
+    } else state = await compensation.restore(rollbackPoint, `deploy failed: ${describeError(failure)}`, false);
   } catch (error) {
     state = stateForFailure(error);
   }

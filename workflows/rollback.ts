@@ -6,13 +6,13 @@ import { targetOf } from '../domain/target.js';
 import { ApprovalGate } from './approval-gate.js';
 import { Compensation } from './compensation.js';
 import { searchAttributes } from './messages.js';
-import { describeError, Runbook, withinBudget } from './runbook.js';
+import { describeError, Runbook } from './runbook.js';
 import {
   awaitReady,
+  changeTarget,
   findKeptRelease,
   finishAndReport,
   restoreAndVerify,
-  snapshotRelease,
   validateTarget,
 } from './steps.js';
 
@@ -60,12 +60,11 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Deploy
       );
     else runbook.skip('authorization', `not required in ${target.environment}`);
 
-    const rollbackPoint = await runbook.phase('rollback-point', budgets.rollback, () =>
-      snapshotRelease(destination, runbook.status.deploymentId),
-    );
-    runbook.status.previous = rollbackPoint;
-    try {
-      await withinBudget('rollback', budgets.rollback, async () => {
+    const { rollbackPoint, failure } = await changeTarget(
+      runbook,
+      { phase: 'rollback', budgetMs: budgets.rollback },
+      destination,
+      async () => {
         runbook.status.applied = wanted;
         await runbook.phase(
           'restore',
@@ -79,11 +78,10 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Deploy
           () => awaitReady(target),
           (detail) => detail,
         );
-      });
-      state = 'succeeded';
-    } catch (error) {
-      state = await compensation.restore(rollbackPoint, `rollback failed: ${describeError(error)}`, true);
-    }
+      },
+    );
+    if (failure === undefined) state = 'succeeded';
+    else state = await compensation.restore(rollbackPoint, `rollback failed: ${describeError(failure)}`, true);
   } catch (error) {
     state = stateForFailure(error);
   }

@@ -7,7 +7,7 @@ import { fail, NON_RETRYABLE_TYPES } from '../domain/failures.js';
 import type { ConsistencyReport, PinnedImage, ReleaseState } from '../domain/release.js';
 import { type Target, targetOf } from '../domain/target.js';
 import { formatProblem, policyProblems, type ServiceEnvironment } from '../domain/spec.js';
-import type { Runbook } from './runbook.js';
+import { type Runbook, withinBudget } from './runbook.js';
 
 /** Quick looks at a target: an unreachable one is retried briefly, then reported as unreachable. */
 const look = proxyActivities<Activities>({
@@ -48,8 +48,65 @@ function change() {
 export const { trackChanges, publishReport } = look;
 export const { findKeptRelease, pruneHistory } = look;
 
+/** Patch: a budget covers a whole change of the target, from its rollback point to the verified release. */
+export const BUDGETS_ARE_TOTALS = 'budgets-are-totals';
+
+export interface ChangeBudget {
+  /** The phase that records the total against its budget. */
+  phase: 'environment-update' | 'rollback';
+  budgetMs: number;
+}
+
+export interface ChangeOutcome {
+  rollbackPoint: ReleaseState;
+  /** Why the change failed after the rollback point was taken: compensation restores it. */
+  failure?: unknown;
+}
+
+/**
+ * Takes the rollback point, then makes the change, all within one budget. A failure before the rollback point is
+ * thrown (nothing was touched); one after it is returned with the rollback point, for compensation.
+ */
+export async function changeTarget(
+  runbook: Runbook,
+  budget: ChangeBudget,
+  target: Target,
+  change: (rollbackPoint: ReleaseState) => Promise<void>,
+): Promise<ChangeOutcome> {
+  const takeRollbackPoint = async (budgetMs?: number) => {
+    const point = await runbook.phase(
+      'rollback-point',
+      budgetMs,
+      () => snapshotRelease(target, runbook.status.deploymentId),
+      (kept) => (kept.present ? `kept ${kept.version ?? kept.handle?.slice(0, 12)}` : 'nothing deployed yet'),
+    );
+    runbook.status.previous = point;
+    return point;
+  };
+  if (!patched(BUDGETS_ARE_TOTALS)) {
+    // Runs that reached this point before: the rollback point had a budget of its own, then the change another.
+    const rollbackPoint = await takeRollbackPoint(budget.budgetMs);
+    const label = budget.phase === 'rollback' ? 'rollback' : 'environment update';
+    return withinBudget(label, budget.budgetMs, () => change(rollbackPoint)).then(
+      () => ({ rollbackPoint }),
+      (failure: unknown) => ({ rollbackPoint, failure }),
+    );
+  }
+  let rollbackPoint: ReleaseState | undefined;
+  try {
+    await runbook.phase(budget.phase, budget.budgetMs, async () => {
+      rollbackPoint = await takeRollbackPoint();
+      await change(rollbackPoint);
+    });
+  } catch (failure) {
+    if (!rollbackPoint) throw failure;
+    return { rollbackPoint, failure };
+  }
+  return { rollbackPoint: rollbackPoint as unknown as ReleaseState };
+}
+
 /** The rollback point: stored by the target before anything changes, so it is a change-class call. */
-export function snapshotRelease(target: Target, deploymentId: string): Promise<ReleaseState> {
+function snapshotRelease(target: Target, deploymentId: string): Promise<ReleaseState> {
   return change().snapshotRelease(target, deploymentId);
 }
 

@@ -102,6 +102,7 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
         'validate:succeeded',
         'track-changes:skipped',
         'approval:skipped',
+        'environment-update:succeeded',
         'rollback-point:succeeded',
         'apply:succeeded',
         'verify:succeeded',
@@ -110,6 +111,55 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
     );
     assert.equal(called(calls, 'restoreRelease'), 0);
     assert.equal(status.phases.find((p) => p.name === 'validate')?.budgetMs, 120_000);
+    assert.equal(status.phases.find((p) => p.name === 'environment-update')?.budgetMs, 180_000);
+    assert.equal(status.phases.find((p) => p.name === 'rollback-point')?.budgetMs, undefined, 'no budget of its own');
+  });
+
+  // The environment update is one budget from the rollback point to the verified release, not one per step.
+  it(
+    'rolls back an environment update whose rollback point and apply together overrun its budget',
+    { timeout: 60_000 },
+    async () => {
+      const slowly = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+      const { activities, calls } = stubActivities({
+        snapshotRelease: async () => {
+          await slowly(1_500);
+          return OLD_RELEASE;
+        },
+        applyRelease: untilCancelled,
+      });
+      const status = await withWorker(activities, async (queue) =>
+        (await start(queue, request('staging', { environmentUpdate: '3s' }))).result(),
+      );
+      assert.equal(status.state, 'rolled-back');
+      assert.match(status.rollback?.reason ?? '', /phase environment-update exceeded its budget of 3s/);
+      const update = status.phases.find((p) => p.name === 'environment-update');
+      assert.equal(update?.status, 'failed');
+      assert.equal(called(calls, 'restoreRelease'), 1);
+    },
+  );
+
+  it('compensates a manual rollback whose restore overruns the rollback budget', { timeout: 60_000 }, async () => {
+    const wanted = { ...OLD_RELEASE, handle: 'older', version: '0.9.0' };
+    const { activities, calls } = stubActivities({
+      findKeptRelease: () => Promise.resolve(wanted),
+      restoreRelease: (request) =>
+        request.to.handle === wanted.handle ? untilCancelled() : Promise.resolve(request.to),
+    });
+    const status = await withWorker(activities, async (queue) =>
+      env.client.workflow.execute<typeof rollbackWorkflow>('rollbackWorkflow', {
+        taskQueue: queue,
+        workflowId: `rollback-budget-${sequence}`,
+        args: [{ target: request('staging', { rollback: '2s' }).target, requestedBy: 'ci-bot' }],
+      }),
+    );
+    assert.equal(status.state, 'rolled-back', 'compensation brought back what ran before the rollback');
+    assert.match(status.rollback?.reason ?? '', /phase rollback exceeded its budget of 2s/);
+    assert.equal(status.phases.find((p) => p.name === 'rollback')?.status, 'failed');
+    const restored = calls
+      .filter((c) => c.name === 'restoreRelease')
+      .map((c) => (c.args[0] as { to: { handle?: string } }).to.handle);
+    assert.deepEqual(restored, ['older', OLD_RELEASE.handle]);
   });
 
   it('lets a 24 h approval deadline pass without touching the target', { timeout: 60_000 }, async () => {

@@ -9,8 +9,8 @@ import { fail } from '../../domain/failures.js';
 import { attemptToken, beforeChange } from '../targets/attempt.js';
 import { asRefusal, connect, deleteObject, serverSideApply } from './client.js';
 import { kubernetesFence } from './fence.js';
-import { byApplyOrder, describe, idOf, loadManifests, prepare, refOf } from './manifests.js';
-import { describeRelease, labelledObjects, liveRelease } from './objects.js';
+import { byApplyOrder, describe, foreignOwner, idOf, loadManifests, prepare, refOf } from './manifests.js';
+import { describeRelease, labelledObjects, liveRelease, readObject } from './objects.js';
 
 export async function applyRelease({
   target,
@@ -27,6 +27,9 @@ export async function applyRelease({
   await fence.take();
   for (const object of objects) {
     await beforeChange(fence, `applying ${describe(refOf(object))}`);
+    const live = await readObject(cluster, refOf(object));
+    const owner = live && foreignOwner(target, live);
+    if (owner) throw fail('invalid', `${owner}: a release never applies over another's objects`);
     await serverSideApply(cluster, object, { fieldManager: target.fieldManager }).catch((error: unknown) => {
       throw asRefusal(error, describe(refOf(object)));
     });

@@ -220,5 +220,15 @@ export function prepare(target: KubernetesTarget, objects: KubeObject[], image: 
   return { objects: prepared, imageUses: uses };
 }
 
+/** Why a live object is not this release's to change: another service or environment labelled it as its own. */
+export function foreignOwner(target: KubernetesTarget, live: KubeObject): string | undefined {
+  const labels = (live.metadata.labels as Record<string, string> | undefined) ?? {};
+  const service = labels[LABEL.service];
+  const environment = labels[LABEL.environment];
+  if (service === undefined && environment === undefined) return undefined;
+  if (service === target.service && environment === target.environment) return undefined;
+  return `${describe(refOf(live))} belongs to service ${service ?? '?'} in environment ${environment ?? '?'}`;
+}
+
 export const selectorOf = (target: KubernetesTarget): string =>
   `${LABEL.service}=${target.service},${LABEL.environment}=${target.environment}`;

@@ -7,7 +7,7 @@ import type { KubernetesTarget } from '../../domain/kubernetes.js';
 import type { PinnedImage } from '../../domain/release.js';
 import type { EnvironmentReport } from '../../domain/target.js';
 import { connect, explain, isNotFound, isRefusal, serverSideApply, type Cluster, type KubeObject } from './client.js';
-import { WORKLOAD_KINDS, describe, loadManifests, prepare, refOf } from './manifests.js';
+import { WORKLOAD_KINDS, describe, foreignOwner, loadManifests, prepare, refOf } from './manifests.js';
 import { describeRelease, liveRelease } from './objects.js';
 import { quotaProblems, releaseAmounts } from './quota.js';
 import { workloadStatus } from './workloads.js';
@@ -76,6 +76,10 @@ export async function inspectKubernetesEnvironment(
     return { serverVersion, description, current: { present: false, running: false }, problems };
   }
   const live = await liveRelease(cluster, target, manifests.map(refOf));
+  for (const object of live.raw) {
+    const owner = foreignOwner(target, object);
+    if (owner) problems.push(`${owner}: a release never applies over another's objects`);
+  }
   const namespaced = `/api/v1/namespaces/${target.namespace}`;
   const limitRanges = (await list(cluster, `${namespaced}/limitranges`)).map((o) => ({
     ...o,

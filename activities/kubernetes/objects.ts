@@ -75,7 +75,10 @@ export function managedFields(live: KubeObject): KubeObject {
   if (annotations && Object.keys(annotations).length === 0) delete metadata.annotations;
   for (const fieldPath of ALLOCATED[object.kind] ?? []) {
     const parent = fieldPath.slice(0, -1).reduce<unknown>((v, k) => (v as Record<string, unknown>)?.[k], object);
-    if (parent && typeof parent === 'object') delete (parent as Record<string, unknown>)[fieldPath.at(-1) ?? ''];
+    const key = fieldPath.at(-1) ?? '';
+    // A headless Service's `clusterIP: None` is configuration, not an allocated address.
+    if (parent && typeof parent === 'object' && (parent as Record<string, unknown>)[key] !== 'None')
+      delete (parent as Record<string, unknown>)[key];
   }
   dropNullTimestamps(object);
   return object;

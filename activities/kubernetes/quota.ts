@@ -97,7 +97,13 @@ export function releaseAmounts(objects: KubeObject[], limitRanges: KubeObject[])
         for (const resource of RESOURCES) {
           const pick = (...candidates: unknown[]) => candidates.map(parseQuantity).find((v) => v !== undefined);
           const limit = pick(resources.limits?.[resource], ...ranges.map((r) => r.default[resource]));
-          const request = pick(resources.requests?.[resource], ...ranges.map((r) => r.defaultRequest[resource]), limit);
+          // As the API server defaults them: a limit set without a request is also the request.
+          const request = pick(
+            resources.requests?.[resource],
+            resources.limits?.[resource],
+            ...ranges.map((r) => r.defaultRequest[resource]),
+            limit,
+          );
           pod[`requests.${resource}`] = (pod[`requests.${resource}`] ?? 0) + (request ?? 0);
           pod[`limits.${resource}`] = (pod[`limits.${resource}`] ?? 0) + (limit ?? 0);
           for (const range of ranges) {

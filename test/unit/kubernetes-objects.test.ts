@@ -107,6 +107,16 @@ describe('managed fields of a live object', () => {
     });
   });
 
+  it('keeps clusterIP None: a headless Service stays headless when it is restored', () => {
+    const headless: KubeObject = {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'web-shop-pods', namespace: 'shop' },
+      spec: { clusterIP: 'None', clusterIPs: ['None'], selector: { app: 'web-shop' } },
+    };
+    assert.deepEqual(managedFields(headless).spec, { clusterIP: 'None', selector: { app: 'web-shop' } });
+  });
+
   it('drops the volume a claim was bound to', () => {
     const claim: KubeObject = {
       apiVersion: 'v1',

@@ -181,7 +181,13 @@ describe('release amounts', () => {
   it('takes a limit set without a request as the request, as the API server does, before any LimitRange default', () => {
     const defaults = limitRange('defaults', { defaultRequest: { cpu: '500m' } });
     const web = deployment('web', 1, [{ name: 'limited', resources: { limits: { cpu: '1' } } }]);
-    assertAmounts(releaseAmounts([web], [defaults]).total, { pods: 1, 'requests.cpu': 1, 'limits.cpu': 1 });
+    assertAmounts(releaseAmounts([web], [defaults]).total, {
+      pods: 1,
+      'requests.cpu': 1,
+      'limits.cpu': 1,
+      'requests.memory': 0,
+      'limits.memory': 0,
+    });
   });
 
   it('takes the defaults of the first LimitRange that has one and ignores Pod-type limits', () => {

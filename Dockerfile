@@ -1,10 +1,11 @@
-# The deploy agent's worker and CLI, for temporal-docker-compose.yml.
+# The deploy agent's worker (and its CLI), for temporal-docker-compose.yml.
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci
 COPY . .
-RUN npm run build && npm prune --omit=dev
+# npm run build also writes dist/workflow-bundle.js, so the worker starts without bundling its workflows.
+RUN npm run build && npm prune --omit=dev && rm -rf dist/stack dist/test
 
 FROM node:24-bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends git && rm -rf /var/lib/apt/lists/*
@@ -13,5 +14,5 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/package.json ./
 
-ENTRYPOINT ["node", "dist/client/cli.js"]
-CMD ["worker"]
+# The CLI runs in the same image: docker run <image> node dist/client/cli.js <verb> ...
+CMD ["node", "dist/worker/main.js"]

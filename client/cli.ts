@@ -1,19 +1,14 @@
 #!/usr/bin/env node
+/** The CLI's wiring: one verb per file in client/, loaded here; the process exit code is the CLI contract. */
 import { Command, Option } from 'commander';
-import { EXIT_CODES } from '../domain/failures.js';
-const EXIT_INVALID_INPUT = EXIT_CODES.invalid;
-const EXIT_UNREACHABLE = EXIT_CODES.unreachable;
-import { SpecError } from '../domain/spec.js';
-import {
-  deployCommand,
-  listCommand,
-  resolveCompensationCommand,
-  rollbackCommand,
-  statusCommand,
-  validateCommand,
-  voteCommand,
-} from './commands.js';
-import { settings } from './settings.js';
+import { CliFailure, EXIT_CODES, InvalidInput, messageOf } from '../domain/failures.js';
+import { deployCommand } from './deploy.js';
+import { listCommand } from './list.js';
+import { resolveCommand } from './resolve.js';
+import { rollbackCommand } from './rollback.js';
+import { statusCommand } from './status.js';
+import { validateCommand } from './validate.js';
+import { voteCommand } from './vote.js';
 
 const program = new Command('deploy-agent')
   .description('Deploys and rollbacks as durable Temporal workflows')
@@ -37,7 +32,7 @@ program
   .option('--db <file>', 'persist the dev server state in this SQLite file')
   .action(
     run(async (options: { port: string; uiPort: string; db?: string }) =>
-      (await import('./dev.js')).devCommand(options),
+      (await development('dev', () => import('../stack/dev.js'))).devCommand(options),
     ),
   );
 
@@ -49,13 +44,15 @@ program
     new Option('--target <target>', 'where the demo deploys').choices(['docker', 'kubernetes']).default('docker'),
   )
   .action(
-    run(async (options: { exit?: boolean; target?: string }) => (await import('./demo.js')).demoCommand(options)),
+    run(async (options: { exit?: boolean; target?: string }) =>
+      (await development('demo', () => import('../stack/demo.js'))).demoCommand(options),
+    ),
   );
 
 program
   .command('worker')
   .description('run a worker against TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE')
-  .action(run(async () => (await import('./dev.js')).workerCommand()));
+  .action(run(async () => (await import('../worker/main.js')).runWorker()));
 
 program
   .command('validate')
@@ -99,11 +96,7 @@ program
   .description('answer a failed compensation: retry it, or abandon it after fixing the environment by hand')
   .addOption(new Option('--action <action>').choices(['retry', 'abandon']).makeOptionMandatory())
   .option('--reason <text>', 'recorded with the decision')
-  .action(
-    run((id: string, options: { action: 'retry' | 'abandon'; reason?: string }) =>
-      resolveCompensationCommand(id, options),
-    ),
-  );
+  .action(run((id: string, options: { action: 'retry' | 'abandon'; reason?: string }) => resolveCommand(id, options)));
 
 program
   .command('status <deployment-id>')
@@ -119,9 +112,21 @@ program
   .option('--json', 'machine-readable output')
   .action(run(listCommand));
 
-function isUnreachable(error: unknown): boolean {
-  const text = error instanceof Error ? `${error.name} ${error.message}` : String(error);
-  return /TransportError|UNAVAILABLE|ECONNREFUSED|connect|DEADLINE_EXCEEDED/i.test(text) && !/SpecError/.test(text);
+/**
+ * dev and demo start local infrastructure from stack/, which belongs to the development tree: an installed package
+ * ships neither stack/ nor the dev dependencies, so they are loaded only when those verbs run.
+ */
+async function development<M>(verb: string, load: () => Promise<M>): Promise<M> {
+  try {
+    return await load();
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== 'ERR_MODULE_NOT_FOUND') throw error;
+    throw new InvalidInput(
+      `the ${verb} command needs the development tree (stack/ and the dev dependencies), which this installation ` +
+        `does not include: run it from a checkout of deploy-agent after npm install and npm run build ` +
+        `(${messageOf(error)})`,
+    );
+  }
 }
 
 async function main(): Promise<number> {
@@ -129,27 +134,13 @@ async function main(): Promise<number> {
     await program.parseAsync(process.argv);
     return exitCode;
   } catch (error) {
-    const code = (error as { code?: string; exitCode?: number }).code;
-    if (code?.startsWith('commander.')) {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === 'string' && code.startsWith('commander.')) {
       const helpShown = code === 'commander.helpDisplayed' || code === 'commander.version' || code === 'commander.help';
-      return helpShown ? 0 : EXIT_INVALID_INPUT;
+      return helpShown ? 0 : EXIT_CODES.invalid;
     }
-    if (error instanceof SpecError) {
-      process.stderr.write(`deploy-agent: ${error.message}\n`);
-      return EXIT_INVALID_INPUT;
-    }
-    if (error instanceof Error && /is not a deployment id/.test(error.message)) {
-      process.stderr.write(`deploy-agent: ${error.message}\n`);
-      return EXIT_INVALID_INPUT;
-    }
-    if (isUnreachable(error)) {
-      process.stderr.write(
-        `deploy-agent: Temporal at ${settings.address()} is unreachable: ${(error as Error).message}\n`,
-      );
-      return EXIT_UNREACHABLE;
-    }
-    process.stderr.write(`deploy-agent: ${error instanceof Error ? error.message : String(error)}\n`);
-    return 1;
+    process.stderr.write(`deploy-agent: ${messageOf(error)}\n`);
+    return error instanceof CliFailure ? error.exitCode : 1;
   }
 }
 

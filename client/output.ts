@@ -5,6 +5,11 @@ import type { DeploymentStatus } from '../domain/deployment.js';
 import { phaseLine, renderReport } from '../domain/report.js';
 import { statusQuery } from '../workflows/messages.js';
 
+/** The output options of the verbs that print a deployment. */
+export interface OutputOptions {
+  json?: boolean;
+}
+
 export function printLine(text: string): void {
   process.stdout.write(`${text}\n`);
 }

@@ -1,15 +1,25 @@
-import { fileURLToPath } from 'node:url';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDependencies } from '../activities/index.js';
 import { TASK_QUEUE } from '../domain/deployment.js';
+import { prebuiltWorkflowBundle, workflowsPath } from './bundle.js';
 
-export const workflowsPath = fileURLToPath(new URL('../workflows/index.js', import.meta.url));
+export { workflowsPath } from './bundle.js';
+
+/**
+ * Heartbeats are how a running activity learns it was cancelled: sent at most this often (by default every 24 s for a
+ * 30 s heartbeat timeout), a budget's cancellation would reach a change only that much later, while the runbook
+ * waits for it to stop. Every worker, tests' included, runs with these.
+ */
+export const WORKER_TUNING = {
+  maxHeartbeatThrottleInterval: '1s',
+  defaultHeartbeatThrottleInterval: '1s',
+} satisfies Partial<WorkerOptions>;
 
 export interface WorkerSettings extends ActivityDependencies {
   connection: NativeConnection;
   namespace: string;
   taskQueue?: string;
-  /** A prebuilt workflow bundle; bundling on every start costs seconds. */
+  /** A workflow bundle of the caller's own (tests share one); by default the one `npm run build` wrote. */
   workflowBundle?: WorkerOptions['workflowBundle'];
 }
 
@@ -20,11 +30,13 @@ export async function createWorker({
   workflowBundle,
   ...dependencies
 }: WorkerSettings): Promise<Worker> {
+  const bundle = workflowBundle ?? (await prebuiltWorkflowBundle());
   return Worker.create({
     connection,
     namespace,
     taskQueue: taskQueue ?? TASK_QUEUE,
-    ...(workflowBundle ? { workflowBundle } : { workflowsPath }),
+    ...WORKER_TUNING,
+    ...(bundle ? { workflowBundle: bundle } : { workflowsPath }),
     activities: createActivities(dependencies),
   });
 }

@@ -1,7 +1,13 @@
 /** Messages of the deploy and rollback workflows: the one definition shared by workflows, worker and CLI. */
-import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import { defineSearchAttributeKey, type SearchAttributePair, SearchAttributeType } from '@temporalio/common';
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { ApprovalRecord, CompensationDecision, DeploymentStatus, VoteRequest } from '../domain/deployment.js';
+import type {
+  ApprovalRecord,
+  CompensationDecision,
+  DeploymentState,
+  DeploymentStatus,
+  VoteRequest,
+} from '../domain/deployment.js';
 
 /** Approve or reject, validated before it reaches history: what the CLI uses. */
 export const voteUpdate = defineUpdate<ApprovalRecord, [VoteRequest]>('vote');
@@ -18,3 +24,30 @@ export const searchAttributes = {
   status: defineSearchAttributeKey('DeployStatus', SearchAttributeType.KEYWORD),
 };
 export const allSearchAttributes = Object.values(searchAttributes);
+
+/** What a deploy or rollback shows in its search attributes; a field left out is not set (nor cleared). */
+export interface DeploymentAttributes {
+  service?: string;
+  environment?: string;
+  /** Set only when there is one: a rollback learns the version it restores later. */
+  version?: string;
+  status?: DeploymentState;
+}
+
+/**
+ * The one place deployment search attributes are set from, by the CLI when it starts a workflow and by the runbook
+ * as its state changes. The list is part of recorded upsert commands: its keys, values and order must not change.
+ */
+export function deploymentSearchAttributes({
+  service,
+  environment,
+  version,
+  status,
+}: DeploymentAttributes): SearchAttributePair[] {
+  return [
+    ...(service !== undefined ? [{ key: searchAttributes.service, value: service }] : []),
+    ...(environment !== undefined ? [{ key: searchAttributes.environment, value: environment }] : []),
+    ...(version ? [{ key: searchAttributes.version, value: version }] : []),
+    ...(status !== undefined ? [{ key: searchAttributes.status, value: status }] : []),
+  ];
+}

@@ -5,7 +5,7 @@ import type { RollbackRequest } from '../domain/requests.js';
 import { targetOf } from '../domain/target.js';
 import { ApprovalGate } from './approval-gate.js';
 import { Compensation } from './compensation.js';
-import { searchAttributes } from './messages.js';
+import { deploymentSearchAttributes } from './messages.js';
 import { describeError, Runbook } from './runbook.js';
 import {
   awaitReady,
@@ -49,7 +49,7 @@ export async function rollbackWorkflow(request: RollbackRequest): Promise<Deploy
       (kept) => `rolling back to ${kept.version ?? '?'} from deployment ${kept.deploymentId ?? '?'}`,
     );
     runbook.status.version = wanted.version;
-    if (wanted.version) upsertSearchAttributes([{ key: searchAttributes.version, value: wanted.version }]);
+    if (wanted.version) upsertSearchAttributes(deploymentSearchAttributes({ version: wanted.version }));
 
     if (settings.rollbackRequiresApproval)
       await runbook.phase(

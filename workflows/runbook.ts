@@ -12,7 +12,7 @@ import { type DeploymentState, type DeploymentStatus, deploymentIdOf } from '../
 import { fail } from '../domain/failures.js';
 import { formatDuration } from '../domain/duration.js';
 import { phaseLine } from '../domain/report.js';
-import { searchAttributes, statusQuery } from './messages.js';
+import { deploymentSearchAttributes, statusQuery } from './messages.js';
 
 /** Ends a phase with a budget: the work is cancelled when the timer fires, whatever it was doing. */
 export async function withinBudget<T>(what: string, budgetMs: number, work: () => Promise<T>): Promise<T> {
@@ -41,7 +41,8 @@ export async function withinBudget<T>(what: string, budgetMs: number, work: () =
 
 /** One line for a failure, naming the activity that raised it. */
 export function describeError(error: unknown): string {
-  if (error instanceof ActivityFailure && error.cause) return `${error.activityType}: ${error.cause.message}`;
+  if (error instanceof ActivityFailure && error.cause)
+    return `${error.activityType}: ${error.cause.message || error.cause.name}`;
   return error instanceof Error ? error.message : String(error);
 }
 
@@ -66,17 +67,19 @@ export class Runbook {
       errors: [],
     };
     setHandler(statusQuery, () => this.status);
-    upsertSearchAttributes([
-      { key: searchAttributes.service, value: init.service },
-      { key: searchAttributes.environment, value: init.environment },
-      ...(init.version ? [{ key: searchAttributes.version, value: init.version }] : []),
-      { key: searchAttributes.status, value: 'running' },
-    ]);
+    upsertSearchAttributes(
+      deploymentSearchAttributes({
+        service: init.service,
+        environment: init.environment,
+        version: init.version,
+        status: 'running',
+      }),
+    );
   }
 
   setState(state: DeploymentState): void {
     this.status.state = state;
-    upsertSearchAttributes([{ key: searchAttributes.status, value: state }]);
+    upsertSearchAttributes(deploymentSearchAttributes({ status: state }));
     this.showDetails();
   }
 

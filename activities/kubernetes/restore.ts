@@ -9,7 +9,7 @@ import { fail } from '../../domain/failures.js';
 import { asRefusal, connect, deleteObject, serverSideApply, type Cluster, type KubeObject } from './client.js';
 import { WORKLOAD_KINDS, byApplyOrder, describe, idOf, objectName, refOf, type ObjectRef } from './manifests.js';
 import { describeRelease, labelledObjects, liveRelease } from './objects.js';
-import { readSnapshot } from './revisions.js';
+import { findSnapshot, readSnapshot } from './revisions.js';
 import { kubernetesFence } from './fence.js';
 import { attemptToken, beforeChange } from '../targets/attempt.js';
 import { waitForWorkloads, type Progress } from './rollout.js';
@@ -33,10 +33,8 @@ export async function entriesOf(
   target: KubernetesTarget,
   state: ReleaseState,
 ): Promise<SnapshotEntry[]> {
-  if (!state.handle) {
-    if (!state.present) return [];
-    throw fail('invalid', 'a release to restore or compare needs the handle of its revision');
-  }
+  if (!state.present) return state.handle ? ((await findSnapshot(cluster, target, state.handle))?.entries ?? []) : [];
+  if (!state.handle) throw fail('invalid', 'a release to restore or compare needs the handle of its revision');
   return (await readSnapshot(cluster, target, state.handle)).entries;
 }
 

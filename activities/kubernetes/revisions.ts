@@ -66,10 +66,21 @@ function decode(secret: SecretObject): ReleaseSnapshot {
 }
 
 export async function readSnapshot(cluster: Cluster, target: KubernetesTarget, name: string): Promise<ReleaseSnapshot> {
+  const snapshot = await findSnapshot(cluster, target, name);
+  if (!snapshot) throw fail('invalid', `the rollback point ${name} no longer exists in ${target.namespace}`);
+  return snapshot;
+}
+
+/** A revision, or undefined once it was pruned. */
+export async function findSnapshot(
+  cluster: Cluster,
+  target: KubernetesTarget,
+  name: string,
+): Promise<ReleaseSnapshot | undefined> {
   try {
     return decode(await cluster.request<SecretObject>('GET', `${secretsPath(target)}/${name}`));
   } catch (error) {
-    if (isNotFound(error)) throw fail('invalid', `the rollback point ${name} no longer exists in ${target.namespace}`);
+    if (isNotFound(error)) return undefined;
     throw error;
   }
 }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Docker from 'dockerode';
 import { simpleGit } from 'simple-git';
-import { startDevStack, type DevStack } from '../../client/dev.js';
+import { startDevStack, type DevStack } from '../../stack/dev.js';
 import { buildServiceImage, startLocalDockerStack } from '../../stack/docker.js';
 import { freePort } from '../../stack/processes.js';
 import { deploymentIdIn, runCli } from '../support/cli.js';

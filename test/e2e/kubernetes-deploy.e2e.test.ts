@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
-import { startDevStack, type DevStack } from '../../client/dev.js';
+import { startDevStack, type DevStack } from '../../stack/dev.js';
 import { buildServiceImage, startLocalDockerStack } from '../../stack/docker.js';
 import { startKubeControlPlane } from '../../stack/kube.js';
 import { freePort } from '../../stack/processes.js';
@@ -29,14 +29,27 @@ describe('deploys to Kubernetes end to end', { timeout: 900_000 }, () => {
   const digests: Record<string, string> = {};
 
   /** A spec per release: the release is a directory of manifests, copied with this run's registry in it. */
-  async function specFor(release: string, namespace = NAMESPACE, kubeconfig = plane.kubeconfigPath): Promise<string> {
+  async function specFor(
+    release: string,
+    namespace = NAMESPACE,
+    kubeconfig = plane.kubeconfigPath,
+    { environment = 'staging', historyLimit = 5, extraObjects = 0 } = {},
+  ): Promise<string> {
     const dir = join(workDir, `release-${release}-${namespace}`);
     await cp(join(FIXTURES, release), dir, { recursive: true });
+    if (extraObjects)
+      await writeFile(
+        join(dir, 'many.yaml'),
+        Array.from(
+          { length: extraObjects },
+          (_, i) => `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-shop-extra-${i}\ndata:\n  index: "${i}"\n`,
+        ).join('---\n'),
+      );
     for (const file of await readdir(dir)) {
       const text = await readFile(join(dir, file), 'utf8');
       await writeFile(join(dir, file), text.replaceAll('127.0.0.1:5000', docker.registry.address));
     }
-    const spec = join(workDir, `deploy-${release}-${namespace}.yaml`);
+    const spec = join(workDir, `deploy-${release}-${namespace}-${environment}.yaml`);
     await writeFile(
       spec,
       `service: web-shop
@@ -48,11 +61,11 @@ release:
 healthCheck:
   healthyWithin: 60s
 environments:
-  staging:
+  ${environment}:
     kubernetes:
       kubeconfig: ${kubeconfig}
       namespace: ${namespace}
-    historyLimit: 5
+    historyLimit: ${historyLimit}
 `,
     );
     return spec;
@@ -83,7 +96,8 @@ environments:
     kc.loadFromFile(plane.kubeconfigPath);
     core = kc.makeApiClient(k8s.CoreV1Api);
     apps = kc.makeApiClient(k8s.AppsV1Api);
-    for (const name of [NAMESPACE, 'tight']) await core.createNamespace({ body: { metadata: { name } } });
+    for (const name of [NAMESPACE, 'tight', 'solo', 'big'])
+      await core.createNamespace({ body: { metadata: { name } } });
     await core.createNamespacedResourceQuota({
       namespace: 'tight',
       body: { metadata: { name: 'small' }, spec: { hard: { 'requests.cpu': '150m' } } },
@@ -174,6 +188,52 @@ environments:
     });
     assert.equal(result.code, 4, result.stdout + result.stderr);
     assert.equal((JSON.parse(result.stdout) as { state: string }).state, 'unreachable');
+  });
+
+  it('refuses a second environment pointing at the objects of another (exit 2), changing nothing', async () => {
+    const before = await liveImage();
+    const spec = await specFor('web-shop', NAMESPACE, plane.kubeconfigPath, { environment: 'shadow' });
+    const result = await runCli(['deploy', '-f', spec, '--env', 'shadow', '--version', '2.0.0', '--wait'], {
+      ...env,
+      DEPLOY_AGENT_USER: 'ci-bot',
+    });
+    assert.equal(result.code, 2, result.stdout + result.stderr);
+    assert.match(result.stdout, /Deployment\/shop\/web-shop belongs to service web-shop in environment staging/);
+    assert.equal(await liveImage(), before);
+  });
+
+  it('rolls back to the oldest revision kept with historyLimit 1: the revision being restored is not pruned', async () => {
+    const options = { environment: 'solo', historyLimit: 1 };
+    const spec = await specFor('web-shop', 'solo', plane.kubeconfigPath, options);
+    const as = { ...env, DEPLOY_AGENT_USER: 'ci-bot' };
+    const deployed: string[] = [];
+    for (const version of ['1.0.0', '1.1.0']) {
+      const result = await runCli(
+        ['deploy', '-f', spec, '--env', 'solo', '--version', version, '--wait', '--json'],
+        as,
+      );
+      assert.equal(result.code, 0, result.stdout + result.stderr);
+      deployed.push((JSON.parse(result.stdout) as { deploymentId: string }).deploymentId);
+    }
+    const result = await runCli(['rollback', '-f', spec, '--env', 'solo', '--to', deployed[0] ?? '', '--wait'], as);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    const live = await apps.readNamespacedDeployment({ name: 'web-shop', namespace: 'solo' });
+    assert.equal(
+      live.spec?.template.spec?.containers[0]?.image,
+      `${docker.registry.address}/web-shop@${digests['1.0.0']}`,
+    );
+  });
+
+  it('deploys a release of 200 objects, every one of them applied', async () => {
+    const spec = await specFor('web-shop', 'big', plane.kubeconfigPath, { environment: 'big', extraObjects: 196 });
+    const result = await runCli(['deploy', '-f', spec, '--env', 'big', '--version', '1.0.0', '--wait', '--json'], {
+      ...env,
+      DEPLOY_AGENT_USER: 'ci-bot',
+    });
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    const configMaps = await core.listNamespacedConfigMap({ namespace: 'big' });
+    const extra = configMaps.items.filter((c) => c.metadata?.name?.startsWith('web-shop-extra-'));
+    assert.equal(extra.length, 196);
   });
 
   it('shows rollout progress live while --wait follows a deploy', async () => {

@@ -2,7 +2,7 @@ import type { Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { allSearchAttributes } from '../../workflows/messages.js';
-import { workflowsPath } from '../../worker/index.js';
+import { workflowsPath } from '../../worker/bundle.js';
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 

@@ -23,6 +23,7 @@ import {
 } from '../../workflows/messages.js';
 import { called, OLD_RELEASE, stubActivities, untilCancelled } from '../support/stub-activities.js';
 import { registerSearchAttributes, workflowBundle } from '../support/temporal.js';
+import { WORKER_TUNING } from '../../worker/index.js';
 
 let env: TestWorkflowEnvironment;
 let sequence = 0;
@@ -54,6 +55,7 @@ function request(environment: 'staging' | 'production', budgets: Record<string, 
 async function withWorker<T>(activities: Activities, work: (taskQueue: string) => Promise<T>): Promise<T> {
   const taskQueue = `test-${sequence}-${Date.now()}`;
   const worker = await Worker.create({
+    ...WORKER_TUNING,
     connection: env.nativeConnection,
     taskQueue,
     workflowBundle: await workflowBundle(),

@@ -8,16 +8,20 @@ import { fileURLToPath } from 'node:url';
 import { simpleGit } from 'simple-git';
 import { deploymentIdOf } from '../domain/deployment.js';
 import { renderReport } from '../domain/report.js';
-import { buildServiceImage, startLocalDockerStack } from '../stack/docker.js';
-import { startKubeControlPlane } from '../stack/kube.js';
-import { freePort } from '../stack/processes.js';
 import { reportsDirFromEnv } from '../worker/index.js';
+import { untilInterrupted } from '../worker/main.js';
 import type { WorkflowHandle } from '@temporalio/client';
-import { castVote, connect, fetchStatus, startDeploy } from './commands.js';
-import { startDevStack, untilInterrupted } from './dev.js';
-import { followProgress, printLine } from './output.js';
-import { loadSpecFile } from './spec-file.js';
-import { workflowLink } from './settings.js';
+import { connect } from '../client/connection.js';
+import { startDeploy } from '../client/deploy.js';
+import { followProgress, printLine } from '../client/output.js';
+import { workflowLink } from '../client/settings.js';
+import { loadSpecFile } from '../client/spec-file.js';
+import { fetchStatus } from '../client/status.js';
+import { castVote } from '../client/vote.js';
+import { startDevStack } from './dev.js';
+import { buildServiceImage, startLocalDockerStack } from './docker.js';
+import { startKubeControlPlane } from './kube.js';
+import { freePort } from './processes.js';
 
 const EXAMPLES = fileURLToPath(new URL('../../examples/', import.meta.url));
 /** The second release fails: on Docker its health check answers 503, on Kubernetes its pods never get ready. */
@@ -151,7 +155,6 @@ export async function demoCommand(options: { exit?: boolean; target?: string }):
       printLine(`\n== ci-bot deploys web-shop ${release.version} to production ==`);
       const spec = await loadSpecFile(await specFor(release));
       const handle = await startDeploy(client, spec, { env: 'production', version: release.version }, 'ci-bot');
-      if (typeof handle === 'number') return handle;
       const deploymentId = deploymentIdOf(handle.workflowId, handle.firstExecutionRunId);
       printLine(`deployment ${deploymentId}\n${workflowLink(handle.workflowId, handle.firstExecutionRunId)}`);
       const progress = followProgress(handle, true);

@@ -1,11 +1,11 @@
-import { NativeConnection, Runtime, DefaultLogger } from '@temporalio/worker';
+/** `deploy-agent dev`: a local Temporal dev server and a worker, for development, the demo and the end-to-end tests. */
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { temporalCliPath } from '../stack/temporal.js';
+import { printLine } from '../client/output.js';
 import { allSearchAttributes } from '../workflows/messages.js';
 import { createWorker, reportsDirFromEnv } from '../worker/index.js';
-import { pinoLogger, serveMetrics } from '../worker/observability.js';
-import { printLine } from './output.js';
-import { settings } from './settings.js';
+import { untilInterrupted } from '../worker/main.js';
+import { temporalCliPath } from './temporal.js';
 
 export interface DevStack {
   address: string;
@@ -57,13 +57,6 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
   };
 }
 
-export function untilInterrupted(): Promise<string> {
-  return new Promise((resolve) => {
-    process.once('SIGINT', () => resolve('SIGINT'));
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-  });
-}
-
 export async function devCommand(options: { port: string; uiPort: string; db?: string }): Promise<number> {
   const stack = await startDevStack({
     port: Number(options.port),
@@ -76,23 +69,5 @@ export async function devCommand(options: { port: string; uiPort: string; db?: s
   printLine('Worker running. Ctrl-C stops both.');
   await untilInterrupted();
   await stack.stop();
-  return 0;
-}
-
-export async function workerCommand(): Promise<number> {
-  Runtime.install({ logger: pinoLogger() });
-  const metricsPort = process.env.DEPLOY_AGENT_METRICS_PORT;
-  const metrics = metricsPort
-    ? await serveMetrics(Number(metricsPort), process.env.DEPLOY_AGENT_METRICS_HOST)
-    : undefined;
-  const connection = await NativeConnection.connect({ address: settings.address() });
-  const worker = await createWorker({ connection, namespace: settings.namespace(), reportsDir: reportsDirFromEnv() });
-  printLine(`worker polling ${settings.address()} namespace ${settings.namespace()}`);
-  const running = worker.run();
-  await untilInterrupted();
-  if (worker.getState() === 'RUNNING') worker.shutdown();
-  await running;
-  await connection.close();
-  metrics?.close();
   return 0;
 }

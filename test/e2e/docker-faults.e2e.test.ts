@@ -1,0 +1,131 @@
+/**
+ * Faults on the real stack: a registry that stalls in the middle of a deploy's pull. The environment-update budget
+ * runs out, compensation restores the previous release, and the stalled apply, however late its pull finishes,
+ * must never change the target again: a verified rollback means the old release is what runs.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import Docker from 'dockerode';
+import { startDevStack, type DevStack } from '../../stack/dev.js';
+import { buildServiceImage, startLocalDockerStack } from '../../stack/docker.js';
+import { freePort, sleep } from '../../stack/processes.js';
+import { deploymentIdIn, runCli } from '../support/cli.js';
+import { startHoldingProxy, type HoldingProxy } from '../support/holding-proxy.js';
+
+type DockerStack = Awaited<ReturnType<typeof startLocalDockerStack>>;
+
+/** The layers of one tag that another tag does not share: what a pull of it must download. */
+async function uniqueLayers(registry: string, tag: string, other: string): Promise<string[]> {
+  const layers = async (reference: string) => {
+    const response = await fetch(`http://${registry}/v2/web-shop/manifests/${reference}`, {
+      headers: { Accept: 'application/vnd.docker.distribution.manifest.v2+json' },
+    });
+    const manifest = (await response.json()) as { layers: { digest: string }[] };
+    return manifest.layers.map((layer) => layer.digest);
+  };
+  const shared = new Set(await layers(other));
+  return (await layers(tag)).filter((digest) => !shared.has(digest));
+}
+/** After the stalled pull is released, how long the target is watched for a leftover change. */
+const WATCH_ROUNDS = 15;
+
+describe('a deploy whose image pull stalls past its budget', { timeout: 600_000 }, () => {
+  let workDir: string;
+  let docker: DockerStack;
+  let temporal: DevStack;
+  let engine: Docker;
+  let proxy: HoldingProxy;
+  let specFile: string;
+  let hostPort: number;
+  let env: Record<string, string>;
+
+  before(async () => {
+    workDir = await mkdtemp(join(tmpdir(), 'deploy-faults-'));
+    docker = await startLocalDockerStack(join(workDir, 'docker'));
+    engine = new Docker({ socketPath: docker.engine.socketPath });
+    const built = `${docker.registry.address}/web-shop`;
+    for (const version of ['1.0.0', '1.1.0'])
+      await buildServiceImage(docker, { repository: built, version, healthy: true });
+    // The engine built 1.1.0 itself: without this, its pull would find every layer at hand and download nothing.
+    await engine.getImage(`${built}:1.1.0`).remove();
+    proxy = await startHoldingProxy(docker.registry.address);
+    hostPort = await freePort();
+    specFile = join(workDir, 'deploy.yaml');
+    await writeFile(
+      specFile,
+      `service: web-shop
+target: docker
+image:
+  repository: ${proxy.address}/web-shop
+healthCheck:
+  path: /health
+  interval: 200ms
+  timeout: 1s
+  healthyWithin: 8s
+environments:
+  staging:
+    docker:
+      host: ${docker.engine.dockerHost}
+      hostPort: ${hostPort}
+    budgets:
+      environmentUpdate: 5s
+`,
+    );
+    temporal = await startDevStack({
+      port: await freePort(),
+      uiPort: await freePort(),
+      reportsDir: join(workDir, 'r'),
+    });
+    env = { TEMPORAL_ADDRESS: temporal.address, TEMPORAL_UI_URL: temporal.uiUrl, DEPLOY_AGENT_USER: 'ci-bot' };
+  });
+
+  after(async () => {
+    proxy?.release();
+    await temporal?.stop();
+    await proxy?.close();
+    await docker?.stop();
+    await rm(workDir, { recursive: true, force: true });
+  });
+
+  const deploy = (version: string) =>
+    runCli(['deploy', '-f', specFile, '--env', 'staging', '--version', version, '--wait'], env, 300_000);
+  const live = () => engine.getContainer('web-shop-staging').inspect();
+  const servedVersion = async () => (await fetch(`http://127.0.0.1:${hostPort}/version`)).text();
+
+  it('ends rolled back, and the stalled apply never changes the target after the verified rollback', async () => {
+    const first = await deploy('1.0.0');
+    assert.equal(first.code, 0, first.stdout + first.stderr);
+    const old = await live();
+
+    proxy.hold(await uniqueLayers(docker.registry.address, '1.1.0', '1.0.0'));
+    const second = await deploy('1.1.0');
+    assert.equal(second.code, 1, second.stdout + second.stderr);
+    assert.match(second.stdout, /rolled-back/);
+    assert.match(second.stdout, /environment-update exceeded its budget of 5s/);
+    assert.ok(proxy.held > 0, 'the pull of 1.1.0 reached the registry and stalled there');
+    const failedDeployment = deploymentIdIn(second.stdout);
+
+    // The stalled download now completes at once: an apply still running would replace the container right after.
+    proxy.release();
+    for (let round = 0; round < WATCH_ROUNDS; round++) {
+      const current = await live();
+      assert.equal(current.Id, old.Id, `round ${round}: the live container was replaced`);
+      assert.equal(current.State.Running, true, `round ${round}: the restored container stopped`);
+      assert.equal(await servedVersion(), '1.0.0\n');
+      await sleep(1_000);
+    }
+    const containers = await engine.listContainers({
+      all: true,
+      filters: { label: ['deploy-agent.service=web-shop'] },
+    });
+    assert.deepEqual(
+      containers.filter((c) => c.Labels['deploy-agent.deployment-id'] === failedDeployment).map((c) => c.Names),
+      [],
+      'no container of the failed deployment exists',
+    );
+    assert.equal(containers.filter((c) => c.State === 'running').length, 1, 'exactly one release runs');
+  });
+});

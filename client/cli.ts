@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 /** The CLI's wiring: one verb per file in client/, loaded here; the process exit code is the CLI contract. */
-import { Command, Option } from 'commander';
-import { CliFailure, EXIT_CODES, InvalidInput, messageOf } from '../domain/failures.js';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { parseDuration } from '../domain/duration.js';
+import { CliFailure, EXIT, InvalidInput, messageOf } from '../domain/failures.js';
+import { closeConnections } from './connection.js';
 import { deployCommand } from './deploy.js';
 import { listCommand } from './list.js';
 import { resolveCommand } from './resolve.js';
@@ -23,6 +25,19 @@ const run =
   };
 
 const fileOption = new Option('-f, --file <path>', 'deployment spec').default('deploy.yaml');
+
+/** With --wait: stop waiting after this long, exit 6 and print the id; the deployment goes on. */
+function timeoutOption(): Option {
+  return new Option('--timeout <duration>', 'with --wait: stop waiting after this long (exit 6), e.g. 30m').argParser(
+    (text: string) => {
+      try {
+        return parseDuration(text);
+      } catch (error) {
+        throw new InvalidArgumentError(messageOf(error));
+      }
+    },
+  );
+}
 
 program
   .command('dev')
@@ -69,6 +84,7 @@ program
   .requiredOption('--version <version>', 'version (the image tag)')
   .option('--reason <text>', 'why, recorded in the history and the report')
   .option('--wait', 'follow the deployment to its end and exit with its outcome')
+  .addOption(timeoutOption())
   .option('--json', 'machine-readable output')
   .action(run(deployCommand));
 
@@ -88,6 +104,7 @@ program
   .option('--to <deployment-id>', 'the deployment whose release to bring back')
   .option('--reason <text>', 'why, recorded in the history and the report')
   .option('--wait', 'follow the rollback to its end and exit with its outcome')
+  .addOption(timeoutOption())
   .option('--json', 'machine-readable output')
   .action(run(rollbackCommand));
 
@@ -137,10 +154,12 @@ async function main(): Promise<number> {
     const code = (error as { code?: unknown }).code;
     if (typeof code === 'string' && code.startsWith('commander.')) {
       const helpShown = code === 'commander.helpDisplayed' || code === 'commander.version' || code === 'commander.help';
-      return helpShown ? 0 : EXIT_CODES.invalid;
+      return helpShown ? 0 : EXIT.invalid;
     }
     process.stderr.write(`deploy-agent: ${messageOf(error)}\n`);
     return error instanceof CliFailure ? error.exitCode : 1;
+  } finally {
+    await closeConnections();
   }
 }
 

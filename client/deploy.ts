@@ -35,7 +35,7 @@ function parseVersion(text: string): string {
 }
 
 export async function deployCommand(
-  options: DeployOptions & OutputOptions & { file: string; wait?: boolean },
+  options: DeployOptions & OutputOptions & { file: string; wait?: boolean; timeout?: number },
 ): Promise<number> {
   const loaded = await loadSpecFile(options.file);
   // Bad input is refused before Temporal is asked anything: exit 2, whether or not Temporal is up.

@@ -23,7 +23,10 @@ export async function listCommand(options: ListOptions): Promise<number> {
       service: sa.get(searchAttributes.service),
       environment: sa.get(searchAttributes.environment),
       version: sa.get(searchAttributes.version),
-      status: sa.get(searchAttributes.status),
+      // A run Temporal ended itself (terminated, timed out) never updated its DeployStatus: say how it ended.
+      status: ['RUNNING', 'COMPLETED'].includes(execution.status.name)
+        ? sa.get(searchAttributes.status)
+        : `${execution.status.name.toLowerCase().replace('_', '-')} (operator needed)`,
       startedAt: execution.startTime.toISOString(),
     });
     if (rows.length >= 100) break;

@@ -15,6 +15,8 @@ export interface RollbackOptions extends OutputOptions {
   to?: string;
   reason?: string;
   wait?: boolean;
+  /** Milliseconds, with --wait. */
+  timeout?: number;
 }
 
 export async function rollbackCommand(options: RollbackOptions): Promise<number> {

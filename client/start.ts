@@ -8,12 +8,13 @@ import {
   type WorkflowHandleWithFirstExecutionRunId,
 } from '@temporalio/client';
 import { deploymentIdOf, lockId, TASK_QUEUE } from '../domain/deployment.js';
-import { EXIT_CODES, InvalidInput } from '../domain/failures.js';
+import { InvalidInput } from '../domain/failures.js';
 import { renderReport } from '../domain/report.js';
 import type { DeployRequest, RollbackRequest } from '../domain/requests.js';
 import type { deployWorkflow, rollbackWorkflow } from '../workflows/index.js';
 import { deploymentSearchAttributes, searchAttributes } from '../workflows/messages.js';
-import { followProgress, type OutputOptions, printLine } from './output.js';
+import { describeOutcome, exitCodeOf, follow, type Outcome } from './follow.js';
+import { type OutputOptions, printLine } from './output.js';
 import { workflowLink } from './settings.js';
 
 /** What to start: a deploy or a rollback, with its request. */
@@ -57,7 +58,7 @@ export async function startRunbook(
 /** Prints the deployment id and its link; with `wait`, follows it to its end and answers with its exit code. */
 export async function announceAndMaybeWait(
   handle: WorkflowHandleWithFirstExecutionRunId,
-  options: OutputOptions & { wait?: boolean },
+  options: OutputOptions & { wait?: boolean; timeout?: number },
 ): Promise<number> {
   const runId = handle.firstExecutionRunId;
   const deploymentId = deploymentIdOf(handle.workflowId, runId);
@@ -68,8 +69,26 @@ export async function announceAndMaybeWait(
     return 0;
   }
   if (!options.json) printLine(`deployment ${deploymentId}\n${link}`);
-  const status = await followProgress(handle, !options.json);
-  if (options.json) printLine(JSON.stringify(status, null, 2));
-  else printLine(`\n${renderReport(status)}`);
-  return EXIT_CODES[status.state];
+  const outcome = await follow(handle, { live: !options.json, timeoutMs: options.timeout });
+  printOutcome(deploymentId, outcome, options);
+  return exitCodeOf(outcome);
+}
+
+/** The report when there is one; otherwise what CI must know, with the id to look the deployment up by. */
+function printOutcome(deploymentId: string, outcome: Outcome, options: OutputOptions): void {
+  if (outcome.kind === 'status') {
+    const { status } = outcome;
+    if (options.json) printLine(JSON.stringify(status, null, 2));
+    else printLine(`\n${renderReport(status)}`);
+    if (status.state === 'compensation-failed')
+      process.stderr.write(
+        `deploy-agent: ${deploymentId} needs an operator: compensation failed and the environment keeps its lock; ` +
+          'answer with `deploy-agent resolve`\n',
+      );
+    return;
+  }
+  const summary = describeOutcome(outcome);
+  if (options.json)
+    printLine(JSON.stringify({ deploymentId, outcome: outcome.kind, summary, last: outcome.last }, null, 2));
+  process.stderr.write(`deploy-agent: ${deploymentId}: ${summary}; see \`deploy-agent status ${deploymentId}\`\n`);
 }

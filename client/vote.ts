@@ -1,21 +1,14 @@
 /** deploy-agent approve / reject: a vote at a deployment's approval gate. */
-import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import type { WorkflowHandle } from '@temporalio/client';
 import type { ApprovalRecord, Decision, VoteRequest } from '../domain/deployment.js';
-import { InvalidInput } from '../domain/failures.js';
 import { voteUpdate } from '../workflows/messages.js';
-import { deploymentHandle } from './connection.js';
+import { deploymentHandle, sendUpdate } from './connection.js';
 import { printLine } from './output.js';
 import { settings } from './settings.js';
 
 /** Casts a vote; one the workflow refuses (not an approver, already voted, gate closed) is `InvalidInput`. */
 export async function castVote(handle: WorkflowHandle, vote: VoteRequest): Promise<ApprovalRecord> {
-  try {
-    return await handle.executeUpdate(voteUpdate, { args: [vote] });
-  } catch (error) {
-    if (error instanceof WorkflowUpdateFailedError)
-      throw new InvalidInput(`vote refused: ${error.cause?.message ?? error.message}`);
-    throw error;
-  }
+  return sendUpdate('vote', () => handle.executeUpdate(voteUpdate, { args: [vote] }));
 }
 
 export async function voteCommand(deploymentId: string, decision: Decision, comment?: string): Promise<number> {

@@ -76,20 +76,35 @@ export const failureKinds = {
 
 export type FailureKindName = keyof typeof failureKinds;
 
-/** The CLI contract with CI: one exit code per way a deployment stands or ends. */
-export const EXIT_CODES: Record<DeploymentState, number> = {
+/** The CLI's exit codes: the contract with CI. */
+export const EXIT = {
   succeeded: 0,
-  'rolled-back': 1,
   failed: 1,
   invalid: 2,
   rejected: 3,
-  expired: 3,
   unreachable: 4,
-  'compensation-failed': 5,
-  abandoned: 5,
-  running: 1,
-  'awaiting-approval': 1,
-  compensating: 1,
+  /** Compensation failed, was abandoned, or Temporal ended the run (terminated, timed out): someone must look. */
+  operatorNeeded: 5,
+  /** `--timeout` ran out, or `status` of a deployment that is still under way. */
+  stillRunning: 6,
+  /** Temporal stopped answering while the CLI waited: the deployment may still be running. */
+  outcomeUnknown: 7,
+} as const;
+
+/** The exit code of each state a deployment can show. */
+export const EXIT_CODES: Record<DeploymentState, number> = {
+  succeeded: EXIT.succeeded,
+  'rolled-back': EXIT.failed,
+  failed: EXIT.failed,
+  invalid: EXIT.invalid,
+  rejected: EXIT.rejected,
+  expired: EXIT.rejected,
+  unreachable: EXIT.unreachable,
+  'compensation-failed': EXIT.operatorNeeded,
+  abandoned: EXIT.operatorNeeded,
+  running: EXIT.stillRunning,
+  'awaiting-approval': EXIT.stillRunning,
+  compensating: EXIT.stillRunning,
 };
 
 /** Failure types Temporal must not retry, for activity retry policies. */
@@ -172,13 +187,13 @@ export class CliFailure extends Error {
 /** Bad arguments, a bad spec, a refused vote, a busy environment: nothing was changed (exit 2). */
 export class InvalidInput extends CliFailure {
   constructor(message: string) {
-    super(message, EXIT_CODES.invalid);
+    super(message, EXIT.invalid);
   }
 }
 
 /** Temporal did not answer the CLI: nothing was started or changed by this call (exit 4). */
 export class TemporalUnreachable extends CliFailure {
   constructor(address: string, cause: unknown) {
-    super(`Temporal at ${address} is unreachable: ${messageOf(cause)}`, EXIT_CODES.unreachable);
+    super(`Temporal at ${address} is unreachable: ${messageOf(cause)}`, EXIT.unreachable);
   }
 }

@@ -13,7 +13,8 @@ import { untilInterrupted } from '../worker/main.js';
 import type { WorkflowHandle } from '@temporalio/client';
 import { connect } from '../client/connection.js';
 import { startDeploy } from '../client/deploy.js';
-import { followProgress, printLine } from '../client/output.js';
+import { follow } from '../client/follow.js';
+import { printLine } from '../client/output.js';
 import { workflowLink } from '../client/settings.js';
 import { loadSpecFile } from '../client/spec-file.js';
 import { fetchStatus } from '../client/status.js';
@@ -157,11 +158,13 @@ export async function demoCommand(options: { exit?: boolean; target?: string }):
       const handle = await startDeploy(client, spec, { env: 'production', version: release.version }, 'ci-bot');
       const deploymentId = deploymentIdOf(handle.workflowId, handle.firstExecutionRunId);
       printLine(`deployment ${deploymentId}\n${workflowLink(handle.workflowId, handle.firstExecutionRunId)}`);
-      const progress = followProgress(handle, true);
+      const progress = follow(handle, { live: true });
       await waitUntilAwaitingApproval(handle);
       printLine(`  ${approver} approves`);
       await castVote(handle, { approver, decision: 'approve', comment: `demo approval of ${release.version}` });
-      const status = await progress;
+      const outcome = await progress;
+      if (outcome.kind !== 'status') throw new Error(`deployment ${deploymentId}: ${outcome.kind}`);
+      const { status } = outcome;
       printLine(`\n${renderReport(status)}`);
       outcomes.push(status.state);
     }

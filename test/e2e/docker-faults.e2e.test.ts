@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Docker from 'dockerode';
+import { Client, Connection } from '@temporalio/client';
 import { startDevStack, type DevStack } from '../../stack/dev.js';
 import { buildServiceImage, startLocalDockerStack } from '../../stack/docker.js';
 import { freePort, sleep } from '../../stack/processes.js';
@@ -49,6 +50,7 @@ describe('a deploy whose image pull stalls past its budget', { timeout: 600_000 
     const built = `${docker.registry.address}/web-shop`;
     for (const version of ['1.0.0', '1.1.0'])
       await buildServiceImage(docker, { repository: built, version, healthy: true });
+    await buildServiceImage(docker, { repository: built, version: '2.0.0', healthy: false });
     // The engine built 1.1.0 itself: without this, its pull would find every layer at hand and download nothing.
     await engine.getImage(`${built}:1.1.0`).remove();
     proxy = await startHoldingProxy(docker.registry.address);
@@ -90,8 +92,9 @@ environments:
     await rm(workDir, { recursive: true, force: true });
   });
 
-  const deploy = (version: string) =>
-    runCli(['deploy', '-f', specFile, '--env', 'staging', '--version', version, '--wait'], env, 300_000);
+  const deploy = (version: string, ...more: string[]) =>
+    runCli(['deploy', '-f', specFile, '--env', 'staging', '--version', version, '--wait', ...more], env, 300_000);
+  const cli = (...args: string[]) => runCli(args, env);
   const live = () => engine.getContainer('web-shop-staging').inspect();
   const servedVersion = async () => (await fetch(`http://127.0.0.1:${hostPort}/version`)).text();
 
@@ -128,4 +131,71 @@ environments:
     );
     assert.equal(containers.filter((c) => c.State === 'running').length, 1, 'exactly one release runs');
   });
+
+  it('exits 5 as soon as compensation fails, and status and resolve agree with it', async () => {
+    // The rollback point disappears while the unhealthy release is being verified: the restore cannot succeed.
+    const removal = removeRollbackPointWhenKept();
+    const result = await deploy('2.0.0');
+    await removal;
+    assert.equal(result.code, 5, result.stdout + result.stderr);
+    assert.match(result.stdout, /compensation-failed/);
+    assert.match(result.stderr, /needs an operator/);
+    const id = deploymentIdIn(result.stdout);
+
+    const status = await cli('status', id);
+    assert.equal(status.code, 5, status.stdout + status.stderr);
+    assert.match(status.stdout, /: compensation-failed/);
+
+    const resolved = await runCli(['resolve', id, '--action', 'abandon', '--reason', 'restored by hand'], {
+      ...env,
+      DEPLOY_AGENT_USER: 'oncall',
+    });
+    assert.equal(resolved.code, 0, resolved.stdout + resolved.stderr);
+    const again = await runCli(['resolve', id, '--action', 'retry'], { ...env, DEPLOY_AGENT_USER: 'oncall' });
+    assert.equal(again.code, 2, 'a deployment that ended cannot be resolved again');
+    const ended = await cli('status', id);
+    assert.equal(ended.code, 5, ended.stdout + ended.stderr);
+    assert.match(ended.stdout, /: abandoned/);
+  });
+
+  it('exits 6 with the id when --timeout runs out, and 5 for a run Temporal terminated', async () => {
+    proxy.hold(await uniqueLayers(docker.registry.address, '1.1.0', '1.0.0'));
+    const waited = await deploy('1.1.0', '--timeout', '3s');
+    assert.equal(waited.code, 6, waited.stdout + waited.stderr);
+    assert.match(waited.stderr, /still running when --timeout ran out/);
+    const id = deploymentIdIn(waited.stdout);
+    const running = await cli('status', id);
+    assert.equal(running.code, 6, running.stdout + running.stderr);
+
+    const [workflowId, runId] = [id.slice(0, id.lastIndexOf('.')), id.slice(id.lastIndexOf('.') + 1)];
+    const connection = await Connection.connect({ address: temporal.address });
+    try {
+      const handle = new Client({ connection }).workflow.getHandle(workflowId, runId);
+      await handle.terminate('test: an operator pulled the plug');
+    } finally {
+      await connection.close();
+    }
+    proxy.release();
+    const status = await cli('status', id);
+    assert.equal(status.code, 5, status.stdout + status.stderr);
+    assert.match(status.stdout, /terminated by Temporal .* operator needed/);
+    const list = await cli('list', '--env', 'staging', '--json');
+    const row = (JSON.parse(list.stdout) as { deploymentId: string; status: string }[]).find(
+      (r) => r.deploymentId === id,
+    );
+    assert.equal(row?.status, 'terminated (operator needed)');
+  });
+
+  /** Removes the container kept as rollback point as soon as the deploy has retired it. */
+  async function removeRollbackPointWhenKept(): Promise<void> {
+    for (let attempt = 0; attempt < 600; attempt++) {
+      const kept = await engine.listContainers({ all: true, filters: { name: ['web-shop-staging--'] } });
+      if (kept[0]) {
+        await engine.getContainer(kept[0].Id).remove({ force: true });
+        return;
+      }
+      await sleep(100);
+    }
+    throw new Error('the deploy never kept a rollback point');
+  }
 });

@@ -84,9 +84,10 @@ environments:
     env = { TEMPORAL_ADDRESS: temporal.address, TEMPORAL_UI_URL: temporal.uiUrl, DEPLOY_AGENT_USER: 'ci-bot' };
   });
 
+  let temporalStopped = false;
   after(async () => {
     proxy?.release();
-    await temporal?.stop();
+    if (!temporalStopped) await temporal?.stop();
     await proxy?.close();
     await docker?.stop();
     await rm(workDir, { recursive: true, force: true });
@@ -184,6 +185,20 @@ environments:
       (r) => r.deploymentId === id,
     );
     assert.equal(row?.status, 'terminated (operator needed)');
+  });
+
+  // Last: it stops Temporal.
+  it('exits 7, outcome unknown, when Temporal stops answering while --wait follows a deploy', async () => {
+    proxy.hold(await uniqueLayers(docker.registry.address, '1.1.0', '1.0.0'));
+    const waiting = deploy('1.1.0');
+    for (let attempt = 0; attempt < 100 && !(await cli('list', '--json')).stdout.includes('"running"'); attempt++)
+      await sleep(200);
+    temporalStopped = true;
+    await temporal.stop();
+    const result = await waiting;
+    assert.equal(result.code, 7, result.stdout + result.stderr);
+    assert.match(result.stderr, /outcome unknown: .*the deployment may still be running/);
+    assert.match(result.stderr, /deploy-agent status web-shop\.staging\./);
   });
 
   /** Removes the container kept as rollback point as soon as the deploy has retired it. */

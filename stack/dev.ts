@@ -22,6 +22,8 @@ export interface DevStackOptions {
   reportsDir: string;
   /** The worker's log level; the demo keeps activity failures out of its own narrative. */
   logLevel?: 'WARN' | 'ERROR';
+  /** False: the server only, for tests that run (and kill) workers as processes of their own. */
+  worker?: boolean;
 }
 
 export async function startDevStack(options: DevStackOptions): Promise<DevStack> {
@@ -39,18 +41,17 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     },
   });
   const namespace = environment.namespace ?? 'default';
-  const worker = await createWorker({
-    connection: environment.nativeConnection,
-    namespace,
-    reportsDir: options.reportsDir,
-  });
-  const running = worker.run();
+  const worker =
+    options.worker === false
+      ? undefined
+      : await createWorker({ connection: environment.nativeConnection, namespace, reportsDir: options.reportsDir });
+  const running = worker?.run();
   return {
     address: `127.0.0.1:${options.port}`,
     uiUrl: `http://127.0.0.1:${options.uiPort}`,
     namespace,
     async stop() {
-      if (worker.getState() === 'RUNNING') worker.shutdown();
+      if (worker?.getState() === 'RUNNING') worker.shutdown();
       await running;
       await environment.teardown();
     },

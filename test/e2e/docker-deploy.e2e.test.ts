@@ -125,8 +125,10 @@ describe('deploys to Docker end to end', { timeout: 900_000 }, () => {
     const started = await runCli(['deploy', '-f', specFile, '--env', 'production', '--version', '1.0.0'], as('ci-bot'));
     assert.equal(started.code, 0, started.stderr);
     const id = deploymentIdIn(started.stdout);
-    const waiting = runCli(['status', id, '--json'], env);
-    assert.equal((await waiting).code, 0);
+    assert.equal(await runningDeployment('production'), id);
+    const waiting = await runCli(['status', id, '--json'], env);
+    assert.equal(waiting.code, 6, 'status of a deployment under way: still running');
+    assert.equal((JSON.parse(waiting.stdout) as { state: string }).state, 'awaiting-approval');
 
     const self = await runCli(['approve', id], as('ci-bot'));
     assert.equal(self.code, 2);

@@ -117,6 +117,19 @@ environments:
     await rm(workDir, { recursive: true, force: true });
   });
 
+  it('validate reads the release manifests offline: a broken one exits 2 naming the file', async () => {
+    const spec = await specFor('web-shop', NAMESPACE, plane.kubeconfigPath, { environment: 'offline' });
+    const valid = await runCli(['validate', '-f', spec, '--env', 'offline'], env);
+    assert.equal(valid.code, 0, valid.stdout + valid.stderr);
+    assert.match(valid.stdout, /valid; web-shop in offline via Kubernetes namespace shop, 4 objects in /);
+    const manifests = join(workDir, 'release-web-shop-shop');
+    await writeFile(join(manifests, 'broken.yaml'), 'apiVersion: v1\nkind: ConfigMap\nmetadata: [unclosed\n');
+    const broken = await runCli(['validate', '-f', spec, '--env', 'offline'], env);
+    assert.equal(broken.code, 2, broken.stdout + broken.stderr);
+    assert.match(broken.stderr, /release\.manifests: broken\.yaml document 1: /);
+    await rm(join(manifests, 'broken.yaml'));
+  });
+
   it('rolls out a multi-object release and reports it (exit 0)', async () => {
     const result = await deploy('web-shop', '1.0.0');
     assert.equal(result.code, 0, result.stdout + result.stderr);

@@ -1,0 +1,210 @@
+/**
+ * The worker process SIGKILLed after every activity of a deploy that fails and is compensated, and of a manual
+ * rollback: each run is started again from the same baseline, the worker is killed right after its k-th activity
+ * ended, a new worker takes over, and the deployment must end as it does without a crash, with one release running
+ * and no duplicate container.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { openSync, closeSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import Docker from 'dockerode';
+import { Client, Connection } from '@temporalio/client';
+import type proto from '@temporalio/proto';
+import { parseDeploymentId, type DeploymentStatus } from '../../domain/deployment.js';
+import { startDevStack, type DevStack } from '../../stack/dev.js';
+import { buildServiceImage, startLocalDockerStack } from '../../stack/docker.js';
+import { freePort, sleep } from '../../stack/processes.js';
+import { deploymentIdIn, runCli } from '../support/cli.js';
+
+const WORKER = fileURLToPath(new URL('../../worker/main.js', import.meta.url));
+type DockerStack = Awaited<ReturnType<typeof startLocalDockerStack>>;
+type HistoryEvent = proto.temporal.api.history.v1.IHistoryEvent;
+
+/** An activity ended: the boundaries the worker is killed at. */
+const activityEnded = (event: HistoryEvent): boolean =>
+  Boolean(
+    event.activityTaskCompletedEventAttributes ??
+    event.activityTaskFailedEventAttributes ??
+    event.activityTaskTimedOutEventAttributes ??
+    event.activityTaskCanceledEventAttributes,
+  );
+
+describe('the worker SIGKILLed at every activity boundary', { timeout: 2_400_000 }, () => {
+  let workDir: string;
+  let docker: DockerStack;
+  let engine: Docker;
+  let temporal: DevStack;
+  let connection: Connection;
+  let client: Client;
+  let specFile: string;
+  let hostPort: number;
+  let env: Record<string, string>;
+  let worker: ChildProcess | undefined;
+  let workers = 0;
+
+  function startWorker(): void {
+    const log = openSync(join(workDir, `worker-${++workers}.log`), 'a');
+    worker = spawn(process.execPath, [WORKER], {
+      env: { ...process.env, ...env, DEPLOY_AGENT_REPORTS_DIR: join(workDir, 'reports') },
+      stdio: ['ignore', log, log],
+    });
+    closeSync(log);
+  }
+
+  async function killWorker(): Promise<void> {
+    const dying = worker;
+    worker = undefined;
+    if (!dying || dying.exitCode !== null) return;
+    const exited = new Promise((resolve) => dying.once('exit', resolve));
+    dying.kill('SIGKILL');
+    await exited;
+  }
+
+  before(async () => {
+    workDir = await mkdtemp(join(tmpdir(), 'deploy-crash-'));
+    docker = await startLocalDockerStack(join(workDir, 'docker'));
+    engine = new Docker({ socketPath: docker.engine.socketPath });
+    const repository = `${docker.registry.address}/web-shop`;
+    for (const [version, healthy] of [
+      ['1.0.0', true],
+      ['1.1.0', true],
+      ['2.0.0', false],
+    ] as const)
+      await buildServiceImage(docker, { repository, version, healthy });
+    hostPort = await freePort();
+    specFile = join(workDir, 'deploy.yaml');
+    await writeFile(
+      specFile,
+      `service: web-shop
+target: docker
+image:
+  repository: ${repository}
+healthCheck:
+  path: /health
+  interval: 200ms
+  timeout: 1s
+  healthyWithin: 4s
+environments:
+  staging:
+    docker:
+      host: ${docker.engine.dockerHost}
+      hostPort: ${hostPort}
+`,
+    );
+    temporal = await startDevStack({
+      port: await freePort(),
+      uiPort: await freePort(),
+      reportsDir: join(workDir, 'reports'),
+      worker: false,
+    });
+    env = { TEMPORAL_ADDRESS: temporal.address, TEMPORAL_UI_URL: temporal.uiUrl, DEPLOY_AGENT_USER: 'ci-bot' };
+    connection = await Connection.connect({ address: temporal.address });
+    client = new Client({ connection });
+    startWorker();
+  });
+
+  after(async () => {
+    await killWorker();
+    await connection?.close();
+    await temporal?.stop();
+    await docker?.stop();
+    await rm(workDir, { recursive: true, force: true });
+  });
+
+  const cli = async (...args: string[]) => {
+    const result = await runCli(args, env, 300_000);
+    return { ...result, output: result.stdout + result.stderr };
+  };
+
+  async function deployAndWait(version: string): Promise<void> {
+    const result = await cli('deploy', '-f', specFile, '--env', 'staging', '--version', version, '--wait');
+    assert.equal(result.code, 0, `baseline deploy of ${version}: ${result.output}`);
+  }
+
+  const handleOf = (deploymentId: string) => {
+    const { workflowId, runId } = parseDeploymentId(deploymentId);
+    return client.workflow.getHandle(workflowId, runId);
+  };
+
+  async function activitiesEnded(deploymentId: string): Promise<number> {
+    const history = await handleOf(deploymentId).fetchHistory();
+    return (history.events ?? []).filter(activityEnded).length;
+  }
+
+  /** The invariants every ending must keep: one release runs, serving `version`, and no container twice. */
+  async function assertOneRelease(version: string, what: string): Promise<void> {
+    const containers = await engine.listContainers({
+      all: true,
+      filters: { label: ['deploy-agent.service=web-shop'] },
+    });
+    const running = containers.filter((c) => c.State === 'running');
+    assert.equal(running.length, 1, `${what}: ${running.map((c) => c.Names.join(',')).join('; ')} run`);
+    assert.equal(running[0]?.Labels['deploy-agent.version'], version, `${what}: the release that runs`);
+    const ids = containers.map((c) => c.Labels['deploy-agent.deployment-id']);
+    assert.equal(new Set(ids).size, ids.length, `${what}: a deployment has two containers`);
+    assert.equal(await (await fetch(`http://127.0.0.1:${hostPort}/version`)).text(), `${version}\n`, what);
+  }
+
+  interface Scenario {
+    name: string;
+    baseline: string[];
+    start: string[];
+    state: DeploymentStatus['state'];
+    serves: string;
+  }
+
+  async function startScenario(scenario: Scenario): Promise<string> {
+    for (const version of scenario.baseline) await deployAndWait(version);
+    const started = await cli(...scenario.start);
+    assert.equal(started.code, 0, started.output);
+    return deploymentIdIn(started.stdout);
+  }
+
+  async function crashLoop(scenario: Scenario): Promise<void> {
+    const reference = await startScenario(scenario);
+    const status = (await handleOf(reference).result()) as DeploymentStatus;
+    assert.equal(status.state, scenario.state, `${scenario.name} without a crash`);
+    const boundaries = await activitiesEnded(reference);
+    assert.ok(boundaries >= 5, `${scenario.name}: ${boundaries} activities`);
+    for (let k = 1; k <= boundaries; k++) {
+      const what = `${scenario.name}, worker killed after activity ${k} of ${boundaries}`;
+      const id = await startScenario(scenario);
+      let ended = 0;
+      for (let poll = 0; poll < 600 && ended < k; poll++) {
+        ended = await activitiesEnded(id);
+        if (ended < k) await sleep(50);
+      }
+      assert.ok(ended >= k, `${what}: never got there`);
+      await killWorker();
+      startWorker();
+      const result = (await handleOf(id).result()) as DeploymentStatus;
+      assert.equal(result.state, scenario.state, `${what}: ${result.errors.join('; ')}`);
+      await assertOneRelease(scenario.serves, what);
+    }
+  }
+
+  it('a deploy that fails its health check still ends rolled back to the verified old release', async () => {
+    await crashLoop({
+      name: 'compensated deploy',
+      baseline: ['1.0.0'],
+      start: ['deploy', '-f', specFile, '--env', 'staging', '--version', '2.0.0'],
+      state: 'rolled-back',
+      serves: '1.0.0',
+    });
+  });
+
+  it('a manual rollback still ends with the previous release running, verified', async () => {
+    await crashLoop({
+      name: 'manual rollback',
+      baseline: ['1.0.0', '1.1.0'],
+      start: ['rollback', '-f', specFile, '--env', 'staging'],
+      state: 'succeeded',
+      serves: '1.0.0',
+    });
+  });
+});

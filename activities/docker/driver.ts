@@ -1,7 +1,12 @@
 /**
- * Docker target. Strategy: recreate. The running container is stopped and kept, renamed, as the rollback point;
- * the new release starts under the service's name. Restore renames the kept container back, so the previous
- * configuration and image come back exactly, secrets included, without any of them passing through a workflow.
+ * Docker target. Strategy: recreate. The running container is stopped and kept, renamed
+ * `<service>_<environment>.kept-<suffix>`, as the rollback point; the new release starts as `<service>_<environment>`
+ * (names: engine.ts). Restore renames the kept container back, so the previous configuration and image come back
+ * exactly, secrets included, without any of them passing through a workflow.
+ *
+ * Only containers labelled for this service and environment are changed: a container at the live name labelled
+ * otherwise fails validation, and apply and restore refuse it (invalid) before changing anything. A live container
+ * under the legacy name `<service>-<environment>` is still this release's; the next apply or restore renames it.
  */
 import type { Readable } from 'node:stream';
 import type Docker from 'dockerode';
@@ -18,7 +23,20 @@ import type { ApplyRequest, DockerTarget, EnvironmentReport, KeptReleases } from
 import { awaitHealthy } from '../health.js';
 import { attemptToken, beforeChange, cancellationSignal, checkpoint, type Fence } from '../targets/attempt.js';
 import type { TargetDriver } from '../targets/driver.js';
-import { LABEL, activeName, call, inspect, keptName, releaseStateOf, statusCode } from './engine.js';
+import {
+  LABEL,
+  activeName,
+  call,
+  findLive,
+  inspect,
+  keptName,
+  liveContainer,
+  liveNameTaken,
+  notOurs,
+  ownedBy,
+  releaseStateOf,
+  statusCode,
+} from './engine.js';
 import { dockerFence } from './fence.js';
 
 const MIN_API_VERSION = '1.41';
@@ -30,7 +48,7 @@ export function dockerDriver(target: DockerTarget): TargetDriver {
     resolveImage: (repository, version) => resolveImage(target, repository, version),
     // The Docker engine has no dry run: the container configuration is checked when it is created.
     dryRun: () => Promise.resolve([]),
-    snapshot: () => liveRelease(target),
+    snapshot: () => snapshotRelease(target),
     apply: (release) => applyRelease(target, release),
     awaitReady: (check: HealthCheckSpec) => awaitHealthy({ check, host: target.hostIp, port: target.hostPort }),
     restore: (to, { keepCurrent }) => restoreRelease(target, to, keepCurrent),
@@ -48,20 +66,21 @@ async function inspectEnvironment(target: DockerTarget, dependsOn: string[]): Pr
     const problems: string[] = [];
     if (compareVersions(version.ApiVersion, MIN_API_VERSION) < 0)
       problems.push(`Docker API ${version.ApiVersion} is older than the supported ${MIN_API_VERSION}`);
-    const current = await inspect(docker, activeName(target));
+    const { live, foreign } = await findLive(docker, target);
+    if (foreign) problems.push(liveNameTaken(foreign, target));
     const onPort = await docker.listContainers({ all: false, filters: { publish: [String(target.hostPort)] } });
     for (const other of onPort)
-      if (other.Id !== current?.Id)
+      if (other.Id !== live?.Id)
         problems.push(`host port ${target.hostPort} is taken by container ${other.Names.join(',')}`);
     for (const dependency of dependsOn) {
-      const info = await inspect(docker, activeName({ ...target, service: dependency }));
+      const { live: info } = await findLive(docker, { service: dependency, environment: target.environment });
       if (!info?.State.Running) problems.push(`dependency ${dependency} is not running in ${target.environment}`);
       else if (info.State.Health?.Status === 'unhealthy')
         problems.push(`dependency ${dependency} is unhealthy in ${target.environment}`);
     }
     return {
       description: `Docker ${version.Version}, API ${version.ApiVersion}`,
-      current: releaseStateOf(current),
+      current: releaseStateOf(live),
       problems,
     };
   });
@@ -90,9 +109,14 @@ async function resolveImage(target: DockerTarget, repository: string, version: s
   });
 }
 
-/** The rollback point is the live container itself: retire() keeps it. */
+/** The rollback point is the live container itself: retire() keeps it. Refused when the live name is not ours. */
+async function snapshotRelease(target: DockerTarget): Promise<ReleaseState> {
+  return call(target, async (docker) => releaseStateOf(await liveContainer(docker, target)));
+}
+
+/** What runs as this target's release; a container at the live name that is someone else's is not it. */
 async function liveRelease(target: DockerTarget): Promise<ReleaseState> {
-  return call(target, async (docker) => releaseStateOf(await inspect(docker, activeName(target))));
+  return call(target, async (docker) => releaseStateOf((await findLive(docker, target)).live));
 }
 
 /** Pulls with a heartbeat per progress message; a cancelled attempt stops the download. */
@@ -137,14 +161,21 @@ async function applyRelease(
   { deploymentId, version, image }: Omit<ApplyRequest, 'target'>,
 ): Promise<ReleaseState> {
   return call(target, async (docker) => {
+    // Refused before anything changes, the fence included, when the live name is someone else's.
+    await liveContainer(docker, target);
     const fence = dockerFence(docker, target, attemptToken());
     const abortSignal = cancellationSignal();
     await fence.take();
     await pull(docker, image.reference);
     const name = activeName(target);
-    const current = await inspect(docker, name);
+    const current = await liveContainer(docker, target);
     const ours = current?.Config.Labels?.[LABEL.deploymentId] === deploymentId;
     if (current && !ours) await retire(docker, target, current, fence);
+    if (current && ours && current.Name !== `/${name}`) {
+      // Our own container under the legacy name: only its name changes.
+      await beforeChange(fence, `renaming ${current.Name} to ${name}`);
+      await docker.getContainer(current.Id).rename({ name, abortSignal });
+    }
     if (!ours) {
       const port = `${target.containerPort}/tcp`;
       await beforeChange(fence, `creating ${name}`);
@@ -173,31 +204,39 @@ async function applyRelease(
   });
 }
 
-/** The containers kept as rollback points, newest first. */
-async function keptContainers(docker: Docker, target: DockerTarget): Promise<Docker.ContainerInspectInfo[]> {
+/** The containers labelled for this target other than the live one (`live`): its rollback points, newest first. */
+async function keptContainers(
+  docker: Docker,
+  target: DockerTarget,
+  live: Docker.ContainerInspectInfo | undefined,
+): Promise<Docker.ContainerInspectInfo[]> {
   const listed = await docker.listContainers({
     all: true,
     filters: { label: [`${LABEL.service}=${target.service}`, `${LABEL.environment}=${target.environment}`] },
   });
   const infos = await Promise.all(listed.map((c) => docker.getContainer(c.Id).inspect()));
   return infos
-    .filter((info) => info.Name !== `/${activeName(target)}`)
+    .filter((info) => info.Id !== live?.Id && info.Name !== `/${activeName(target)}`)
     .sort((a, b) => b.State.FinishedAt.localeCompare(a.State.FinishedAt));
 }
 
 async function keptReleases(target: DockerTarget): Promise<KeptReleases> {
-  return call(target, async (docker) => ({
-    live: releaseStateOf(await inspect(docker, activeName(target))),
-    // A kept container is stopped; restoring it starts it again.
-    kept: (await keptContainers(docker, target)).map((info) => ({ ...releaseStateOf(info), running: true })),
-    where: activeName(target),
-  }));
+  return call(target, async (docker) => {
+    const { live } = await findLive(docker, target);
+    return {
+      live: releaseStateOf(live),
+      // A kept container is stopped; restoring it starts it again.
+      kept: (await keptContainers(docker, target, live)).map((info) => ({ ...releaseStateOf(info), running: true })),
+      where: activeName(target),
+    };
+  });
 }
 
 /** After a successful deploy: keep only the newest `historyLimit` rollback points. */
 async function pruneHistory(target: DockerTarget): Promise<string[]> {
   return call(target, async (docker) => {
-    const pruned = (await keptContainers(docker, target)).slice(target.historyLimit);
+    const { live } = await findLive(docker, target);
+    const pruned = (await keptContainers(docker, target, live)).slice(target.historyLimit);
     for (const info of pruned) await docker.getContainer(info.Id).remove({ force: true });
     return pruned.map((info) => info.Name.replace(/^\//, ''));
   });
@@ -206,11 +245,15 @@ async function pruneHistory(target: DockerTarget): Promise<string[]> {
 /** Idempotent: brings back exactly the container of `to`, or no container when `to` is absent. */
 async function restoreRelease(target: DockerTarget, to: ReleaseState, keepCurrent: boolean): Promise<ReleaseState> {
   return call(target, async (docker) => {
+    // Refused before anything changes, the fence included, when the live name or the rollback point is not ours.
+    await liveContainer(docker, target);
+    const point = to.present && to.handle ? await inspect(docker, to.handle) : undefined;
+    if (point && !ownedBy(point, target)) throw fail('invalid', `the rollback point ${notOurs(point, target)}`);
     const fence = dockerFence(docker, target, attemptToken());
     const abortSignal = cancellationSignal();
     await fence.take();
     const name = activeName(target);
-    const current = await inspect(docker, name);
+    const current = await liveContainer(docker, target);
     if (current && current.Id !== to.handle) {
       if (keepCurrent && current.Config.Labels?.[LABEL.deploymentId]) await retire(docker, target, current, fence);
       else {
@@ -218,7 +261,7 @@ async function restoreRelease(target: DockerTarget, to: ReleaseState, keepCurren
         await docker.getContainer(current.Id).remove({ force: true, abortSignal });
       }
     }
-    if (!to.present || !to.handle) return releaseStateOf(await inspect(docker, name));
+    if (!to.present || !to.handle) return releaseStateOf((await findLive(docker, target)).live);
     const wanted = await inspect(docker, to.handle);
     if (!wanted) throw fail('invalid', `the rollback point container ${to.handle.slice(0, 12)} no longer exists`);
     await beforeChange(fence, `bringing back ${wanted.Name}`);

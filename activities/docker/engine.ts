@@ -1,4 +1,17 @@
-/** The Docker engine as the driver sees it: connections, names, labels and what a container says about its release. */
+/**
+ * The Docker engine as the driver sees it: connections, names, labels and what a container says about its release.
+ *
+ * Names. Service and environment names are DNS labels (`[a-z0-9-]`), so neither can contain `_` or `.`. The live
+ * container of a service in an environment is `<service>_<environment>`: no other pair of names gives the same name
+ * (`web-shop_prod` and `web_shop-prod` are two containers). Every other name is derived from it with `.`, which a
+ * live name never contains: a kept rollback point is `<service>_<environment>.kept-<suffix>`, the fence volume
+ * `<service>_<environment>.fence`.
+ *
+ * Earlier releases named the live container `<service>-<environment>`, which two pairs can share. A container under
+ * that legacy name is still the live release when its labels name this service and environment; the next apply or
+ * restore moves the live release to the new name. A container at the live name labelled for anyone else (or for no
+ * one) is never taken over.
+ */
 import { createHash } from 'node:crypto';
 import Docker from 'dockerode';
 import { fail, isConnectionError, messageOf, unreachable } from '../../domain/failures.js';
@@ -48,23 +61,85 @@ export async function call<T>(target: DockerTarget, action: (docker: Docker) => 
   } catch (error) {
     if (isConnectionError(error)) throw unreachable(`Docker engine ${target.host}`, error);
     const code = statusCode(error);
-    if (code !== undefined && code >= 400 && code < 500 && !RETRYABLE_CLIENT_ERRORS.has(code))
-      throw fail('invalid', `Docker engine refused: ${engineMessage(error)}`);
-    if (code === 500 && /OCI runtime|exec format error|executable file not found/i.test(engineMessage(error)))
-      throw fail('invalid', `Docker engine could not start the container: ${engineMessage(error)}`);
+    if (code === undefined || code < 400) throw error;
+    const message = engineMessage(error);
+    // Engines answer 400 (20.10 and later) or 500 (earlier) when the runtime cannot start the container.
+    if (code < 600 && /OCI runtime|exec format error|executable file not found/i.test(message))
+      throw fail('invalid', `Docker engine could not start the container: ${message}`);
+    if (code < 500 && !RETRYABLE_CLIENT_ERRORS.has(code)) throw fail('invalid', `Docker engine refused: ${message}`);
     throw error;
   }
 }
 
 /** What the engine said, without dockerode's request description around it. */
 function engineMessage(error: unknown): string {
-  const json = (error as { json?: { message?: unknown } } | undefined)?.json;
-  return typeof json?.message === 'string' ? json.message : messageOf(error);
+  const json = (error as { json?: unknown } | undefined)?.json;
+  if (typeof json === 'string' && json.trim()) return json.trim();
+  const message = (json as { message?: unknown } | null | undefined)?.message;
+  if (typeof message === 'string') return message;
+  // Streamed answers (a pull) come without a body: dockerode puts it in its message, after `(HTTP code N) what - `.
+  return messageOf(error)
+    .replace(/^\(HTTP code \d+\) [^-]*- /, '')
+    .trim();
 }
 
-export const activeName = (target: DockerTarget): string => `${target.service}-${target.environment}`;
-export const keptName = (target: DockerTarget, deploymentOrId: string): string =>
-  `${activeName(target)}--${deploymentOrId.slice(-12)}`;
+type Named = Pick<DockerTarget, 'service' | 'environment'>;
+
+/** The live container: `_` occurs in neither name, so each service and environment has a name of its own. */
+export const activeName = (target: Named): string => `${target.service}_${target.environment}`;
+/** A kept rollback point: the live name, `.kept-` and the end of its deployment id (or container id). */
+export const keptName = (target: Named, deploymentOrId: string): string =>
+  `${activeName(target)}.kept-${deploymentOrId.slice(-12).replace(/[^a-zA-Z0-9_.-]/g, '-')}`;
+/** The live container's name before it had a separator of its own; found only when labelled for this target. */
+export const legacyName = (target: Named): string => `${target.service}-${target.environment}`;
+
+/** Whether the container is labelled as a release of this service in this environment. */
+export function ownedBy(info: Docker.ContainerInspectInfo, target: Named): boolean {
+  const labels = info.Config.Labels ?? {};
+  return labels[LABEL.service] === target.service && labels[LABEL.environment] === target.environment;
+}
+
+const nameOf = (info: Docker.ContainerInspectInfo): string => info.Name.replace(/^\//, '');
+
+/** Why a container is not this target's to change, naming it and whom its labels say it belongs to. */
+export function notOurs(info: Docker.ContainerInspectInfo, target: Named): string {
+  const labels = info.Config.Labels ?? {};
+  const [service, environment] = [labels[LABEL.service], labels[LABEL.environment]];
+  const owner =
+    service === undefined && environment === undefined
+      ? `an unknown owner (it has no ${LABEL.service} or ${LABEL.environment} label)`
+      : `service ${service ?? '(no label)'} in environment ${environment ?? '(no label)'}`;
+  const ours = `service ${target.service} in environment ${target.environment}`;
+  return `container ${nameOf(info)} belongs to ${owner}, not to ${ours}`;
+}
+
+/** Why the live name cannot be used: the container there is someone else's, and it stays as it is. */
+export const liveNameTaken = (info: Docker.ContainerInspectInfo, target: Named): string =>
+  `${notOurs(info, target)}; it is not taken over: remove or rename it to deploy ${target.service} here`;
+
+/** What occupies a target's names: its live release, and a container at the live name that is someone else's. */
+export interface LiveContainers {
+  live?: Docker.ContainerInspectInfo;
+  foreign?: Docker.ContainerInspectInfo;
+}
+
+/**
+ * The live release: the container at the live name when it is labelled for this target, else a container under the
+ * legacy name labelled for this target. A container at the live name labelled otherwise is reported as `foreign`.
+ */
+export async function findLive(docker: Docker, target: Named): Promise<LiveContainers> {
+  const atName = await inspect(docker, activeName(target));
+  if (atName && ownedBy(atName, target)) return { live: atName };
+  const legacy = await inspect(docker, legacyName(target));
+  return { live: legacy && ownedBy(legacy, target) ? legacy : undefined, foreign: atName };
+}
+
+/** The live release, refusing (invalid) when a container that is not this target's holds the live name. */
+export async function liveContainer(docker: Docker, target: Named): Promise<Docker.ContainerInspectInfo | undefined> {
+  const { live, foreign } = await findLive(docker, target);
+  if (foreign) throw fail('invalid', liveNameTaken(foreign, target));
+  return live;
+}
 
 export function statusCode(error: unknown): number | undefined {
   const code = (error as { statusCode?: unknown } | undefined)?.statusCode;

@@ -1,6 +1,6 @@
 /**
- * Live objects of a release: which ones it manages, their managed fields (what restore writes back and what the
- * consistency check compares), and the hash of those fields.
+ * Live objects of a release: which ones it manages, their configuration (what restore writes back and what the
+ * consistency check compares: the managed fields, less what an autoscaler of the release sets), and its hash.
  */
 import { createHash } from 'node:crypto';
 import type { KubernetesTarget, SnapshotEntry } from '../../domain/kubernetes.js';
@@ -114,6 +114,56 @@ export function releaseHash(entries: SnapshotEntry[]): string {
   return hashObject(present.sort(([a], [b]) => a.localeCompare(b)));
 }
 
+/**
+ * The objects whose replica count an autoscaler of the release sets, by id: the `spec.scaleTargetRef` of each
+ * HorizontalPodAutoscaler among `objects`, in the autoscaler's namespace. A reference without apiVersion names the
+ * core group, as the HPA controller reads it (and there it scales nothing of a release).
+ */
+export function autoscaledTargets(objects: Iterable<Record<string, unknown> | undefined>): Set<string> {
+  const ids = new Set<string>();
+  for (const object of objects) {
+    if (object?.kind !== 'HorizontalPodAutoscaler') continue;
+    const metadata = object.metadata as { namespace?: unknown } | undefined;
+    const ref = (object.spec as { scaleTargetRef?: Record<string, unknown> } | undefined)?.scaleTargetRef;
+    if (typeof ref?.kind !== 'string' || typeof ref.name !== 'string') continue;
+    ids.add(
+      idOf({
+        apiVersion: typeof ref.apiVersion === 'string' ? ref.apiVersion : '',
+        kind: ref.kind,
+        namespace: typeof metadata?.namespace === 'string' ? metadata.namespace : '',
+        name: ref.name,
+      }),
+    );
+  }
+  return ids;
+}
+
+/**
+ * The configuration of an object of the release, from its managed fields: the replica count of a workload an
+ * autoscaler of the release scales is the autoscaler's, not the release's, so it is neither hashed, compared nor
+ * written back. Returns a new object; the one given is left as it is.
+ */
+export function configurationOf(managed: Record<string, unknown>, autoscaled: ReadonlySet<string>): KubeObject {
+  const object = managed as KubeObject;
+  const spec = object.spec;
+  if (!autoscaled.has(idOf(refOf(object))) || !spec || typeof spec !== 'object' || !('replicas' in spec)) return object;
+  const rest: Record<string, unknown> = { ...spec };
+  delete rest.replicas;
+  return { ...object, spec: rest };
+}
+
+/**
+ * Entries with each present object reduced to its configuration and hashed again: how a stored revision and the live
+ * objects are brought to the same projection before they are compared. Absent entries stay as they are.
+ */
+export function configuredEntries(entries: SnapshotEntry[], autoscaled: ReadonlySet<string>): SnapshotEntry[] {
+  return entries.map((entry) => {
+    if (!entry.object) return entry;
+    const object = configurationOf(entry.object, autoscaled);
+    return { ...entry, hash: hashObject(object), object };
+  });
+}
+
 export async function readObject(cluster: Cluster, ref: ObjectRef): Promise<KubeObject | undefined> {
   const collection = await collectionPath(cluster, ref.apiVersion, ref.kind, ref.namespace);
   if (!collection) return undefined;
@@ -153,7 +203,10 @@ export interface LiveRelease {
   raw: KubeObject[];
 }
 
-/** The live state of every object in refs plus every object labelled as the release's. */
+/**
+ * The live state of every object in refs plus every object labelled as the release's: each entry holds the object's
+ * configuration, projected by the autoscalers among these live objects, and its hash.
+ */
 export async function liveRelease(cluster: Cluster, target: KubernetesTarget, refs: ObjectRef[]): Promise<LiveRelease> {
   const wanted = new Map<string, ObjectRef>();
   for (const ref of refs) wanted.set(idOf(ref), ref);
@@ -168,9 +221,10 @@ export async function liveRelease(cluster: Cluster, target: KubernetesTarget, re
     const object = await readObject(cluster, ref);
     if (object) raw.push({ ...object, apiVersion: ref.apiVersion, kind: ref.kind });
   }
+  const autoscaled = autoscaledTargets(raw);
   const entries: SnapshotEntry[] = raw.map((object) => {
-    const managed = managedFields(object);
-    return { ...refOf(object), hash: hashObject(managed), object: managed };
+    const configuration = configurationOf(managedFields(object), autoscaled);
+    return { ...refOf(object), hash: hashObject(configuration), object: configuration };
   });
   for (const ref of wanted.values())
     if (!raw.some((o) => idOf(refOf(o)) === idOf(ref))) entries.push({ ...ref, hash: 'absent' });

@@ -1,18 +1,40 @@
 /**
  * Restore and its proof. Restore writes every object of a revision back as it was (ConfigMaps and Secrets included,
  * read from the revision Secret inside the cluster), deletes what the failed release added, and waits for the
- * restored workloads; verification compares the hash of each live object with the revision's.
+ * restored workloads; verification compares the configuration of each live object with the revision's, and the
+ * release's readiness as a check of its own. The replica count of a workload an autoscaler of the release scales is
+ * the autoscaler's: restore leaves it as it is and verification does not compare it.
  */
 import type { KubernetesTarget, SnapshotEntry } from '../../domain/kubernetes.js';
 import { compareReleases, type ConsistencyReport, RELEASE_FIELDS, type ReleaseState } from '../../domain/release.js';
 import { fail } from '../../domain/failures.js';
-import { asRefusal, connect, deleteObject, serverSideApply, type Cluster, type KubeObject } from './client.js';
+import {
+  KubeApiError,
+  asRefusal,
+  collectionPath,
+  connect,
+  deleteObject,
+  serverSideApply,
+  type Cluster,
+  type KubeObject,
+} from './client.js';
 import { WORKLOAD_KINDS, byApplyOrder, describe, idOf, objectName, refOf, type ObjectRef } from './manifests.js';
-import { describeRelease, labelledObjects, liveRelease } from './objects.js';
+import {
+  autoscaledTargets,
+  configuredEntries,
+  configurationOf,
+  describeRelease,
+  labelledObjects,
+  liveRelease,
+  readObject,
+  releaseHash,
+  type LiveRelease,
+} from './objects.js';
 import { findSnapshot, readSnapshot } from './revisions.js';
 import { kubernetesFence } from './fence.js';
 import { attemptToken, beforeChange } from '../targets/attempt.js';
 import { waitForWorkloads, type Progress } from './rollout.js';
+import { workloadStatus } from './workloads.js';
 
 const DEFAULT_RESTORE_TIMEOUT_MS = 120_000;
 
@@ -24,9 +46,9 @@ export interface KubernetesRestoreRequest {
 }
 
 /**
- * The objects of a revision. A first deploy's revision holds only absent entries, one per object the release was to
- * create, whatever its kind: restore deletes exactly those. Without a revision (pruned, or never taken), nothing
- * deployed means every object the service labelled goes.
+ * The objects of a revision, as configurations (asConfigured in revisions.ts). A first deploy's revision holds only
+ * absent entries, one per object the release was to create, whatever its kind: restore deletes exactly those. Without
+ * a revision (pruned, or never taken), nothing deployed means every object the service labelled goes.
  */
 export async function entriesOf(
   cluster: Cluster,
@@ -49,15 +71,17 @@ export async function restoreRelease({
   const entries = await entriesOf(cluster, target, to);
   const kept = entries.filter((e) => e.object);
   const keptIds = new Set(kept.map(idOf));
+  // What the revision's own autoscalers scale: once it is restored, they are the autoscalers that run.
+  const autoscaled = autoscaledTargets(kept.map((e) => e.object));
   const fence = kubernetesFence(cluster, target, attemptToken());
   await fence.take();
   for (const entry of kept.sort(byApplyOrder)) {
     await beforeChange(fence, `restoring ${describe(entry)}`);
-    await serverSideApply(cluster, entry.object as KubeObject, { fieldManager: target.fieldManager }).catch(
-      (error: unknown) => {
-        throw asRefusal(error, `restoring ${describe(entry)}`);
-      },
-    );
+    if (autoscaled.has(idOf(entry))) await handOverReplicas(cluster, target, entry);
+    const object = configurationOf(entry.object as KubeObject, autoscaled);
+    await serverSideApply(cluster, object, { fieldManager: target.fieldManager }).catch((error: unknown) => {
+      throw asRefusal(error, `restoring ${describe(entry)}`);
+    });
   }
   const kinds = entries.map((e): [string, string] => [e.apiVersion, e.kind]);
   const added = (await labelledObjects(cluster, target, kinds)).map(refOf).filter((r) => !keptIds.has(idOf(r)));
@@ -75,19 +99,89 @@ export async function restoreRelease({
   return { ...describeRelease(target, live), handle: to.handle };
 }
 
-/** Data-consistency verification: the live release, object by object, against the revision it must equal. */
+/**
+ * Before restore applies an autoscaled workload without its replica count. Server-side apply removes a field its
+ * manager stops applying unless another manager holds it too: when this one is its only holder (a release applied
+ * replicas and the autoscaler has not scaled since), leaving them out would reset the workload to one replica. So a
+ * manager of its own first applies the live count, without force, and holds the field along with it: the hand-over
+ * to an autoscaler that Kubernetes documents for server-side apply. The autoscaler takes the field over the next
+ * time it scales. A conflict means the count changed since it was read, so whoever changed it holds it already.
+ */
+async function handOverReplicas(cluster: Cluster, target: KubernetesTarget, ref: ObjectRef): Promise<void> {
+  const live = await readObject(cluster, ref);
+  const replicas = (live?.spec as { replicas?: unknown } | undefined)?.replicas;
+  if (!live || typeof replicas !== 'number' || !appliesReplicas(live, target.fieldManager)) return;
+  const collection = await collectionPath(cluster, ref.apiVersion, ref.kind, ref.namespace);
+  if (!collection) return;
+  const body = {
+    apiVersion: ref.apiVersion,
+    kind: ref.kind,
+    metadata: { name: ref.name, namespace: ref.namespace },
+    spec: { replicas },
+  };
+  await cluster
+    .request('PATCH', `${collection}/${ref.name}`, {
+      body,
+      contentType: 'application/apply-patch+yaml',
+      query: { fieldManager: handOverManager(target) },
+    })
+    .catch((error: unknown) => {
+      if (error instanceof KubeApiError && error.status === 409) return;
+      throw asRefusal(error, `handing the replicas of ${describe(ref)} over to its autoscaler`);
+    });
+}
+
+const handOverManager = (target: KubernetesTarget): string => `${target.fieldManager}-handover`;
+
+/** Whether the manager's applied configuration holds the object's `spec.replicas`. */
+function appliesReplicas(live: KubeObject, manager: string): boolean {
+  const managed = (live.metadata.managedFields ?? []) as {
+    manager?: string;
+    operation?: string;
+    subresource?: string;
+    fieldsV1?: { 'f:spec'?: Record<string, unknown> };
+  }[];
+  return managed.some(
+    (m) => m.manager === manager && m.operation === 'Apply' && !m.subresource && m.fieldsV1?.['f:spec']?.['f:replicas'],
+  );
+}
+
+/** The live workloads that are not ready, each with what its controller reports. */
+function unready(live: LiveRelease): string[] {
+  return live.raw
+    .filter((o) => WORKLOAD_KINDS.has(o.kind))
+    .map((o) => ({ name: objectName(refOf(o)), status: workloadStatus(o) }))
+    .filter(({ status }) => !status.done)
+    .map(({ name, status }) => `${name}: ${status.detail}`);
+}
+
+/**
+ * Data-consistency verification: the live release, object by object, against the revision it must equal. Every check
+ * compares a value read from the cluster now with one derived from the revision, so each of them can fail:
+ * `present`, `imageDigest` and `running` from the live objects, `configHash` and one check per object from their
+ * configurations. The handle is left out: it names the revision, which the live objects do not carry. Readiness is
+ * `running` alone; an object's check compares its configuration, which holds no status.
+ */
 export async function verifyRelease(target: KubernetesTarget, expected: ReleaseState): Promise<ConsistencyReport> {
   const cluster = connect(target);
   const entries = await entriesOf(cluster, target, expected);
   const live = await liveRelease(cluster, target, entries);
-  // The handle names the revision, which the live objects do not carry: each object's hash is compared instead.
+  // Both sides through one projection: an autoscaler in the revision or among the live objects leaves its workload's
+  // replica count out of both. Where only one side holds it, that autoscaler's own check fails. The expected hashes
+  // are computed here from the revision's objects, never taken as stored: a revision stored before autoscaled replica
+  // counts were left out holds hashes that include them.
+  const autoscaled = autoscaledTargets([...entries, ...live.entries].map((e) => e.object));
+  const wanted = new Map(configuredEntries(entries, autoscaled).map((e) => [idOf(e), e]));
+  const found = new Map(configuredEntries(live.entries, autoscaled).map((e) => [idOf(e), e]));
+  const actual = describeRelease(target, live);
   const report = compareReleases(
-    expected,
-    describeRelease(target, live),
+    { ...expected, configHash: releaseHash([...wanted.values()]) },
+    { ...actual, configHash: releaseHash([...found.values()]) },
     RELEASE_FIELDS.filter((field) => field !== 'handle'),
   );
-  const wanted = new Map(entries.map((e) => [idOf(e), e]));
-  const found = new Map(live.entries.map((e) => [idOf(e), e]));
+  const readiness = report.checks.find((c) => c.field === 'running' && !c.equal);
+  const waiting = unready(live);
+  if (readiness && waiting.length) readiness.actual = `${readiness.actual} (${waiting.join('; ')})`;
   const ids = [...new Set([...wanted.keys(), ...found.keys()])].sort();
   const checks = ids.map((id) => {
     const ref = (wanted.get(id) ?? found.get(id)) as SnapshotEntry;

@@ -16,7 +16,7 @@ import { fail } from '../../domain/failures.js';
 import { checkpoint } from '../targets/attempt.js';
 import { KubeApiError, connect, isNotFound, type Cluster, type KubeObject } from './client.js';
 import { labelValue, loadManifests, refOf, type ObjectRef } from './manifests.js';
-import { describeRelease, liveRelease, sha256 } from './objects.js';
+import { autoscaledTargets, configuredEntries, describeRelease, liveRelease, releaseHash, sha256 } from './objects.js';
 
 const SNAPSHOT_LABEL = {
   service: 'deploy-agent.dev/snapshot-service',
@@ -62,7 +62,21 @@ function decode(secret: SecretObject): ReleaseSnapshot {
   const json = gunzipSync(Buffer.from(packed, 'base64')).toString('utf8');
   if (sha256(json) !== annotation(secret, SNAPSHOT_ANNOTATION.contentHash))
     throw fail('invalid', `revision ${secret.metadata.name} does not match its content hash: it was altered`);
-  return releaseSnapshotSchema.parse(JSON.parse(json));
+  return asConfigured(releaseSnapshotSchema.parse(JSON.parse(json)));
+}
+
+/**
+ * A stored revision as this version compares and restores it: each object reduced to its configuration by the
+ * revision's own autoscalers, its hash and the release's configHash computed again from the stored objects.
+ * Revisions stored before the replica count of an autoscaled workload was left out of the configuration hold it in
+ * their objects, in the hashes of those objects and in their configHash: read as stored, they would compare unequal
+ * with the same release live as soon as the autoscaler moved, and restoring them would take the replica count back
+ * from the autoscaler. The stored objects are the record; the stored hashes are derived from them and are computed
+ * again rather than trusted. For every revision without an autoscaler the result equals what is stored.
+ */
+function asConfigured(snapshot: ReleaseSnapshot): ReleaseSnapshot {
+  const entries = configuredEntries(snapshot.entries, autoscaledTargets(snapshot.entries.map((e) => e.object)));
+  return { ...snapshot, entries, configHash: releaseHash(entries) };
 }
 
 export async function readSnapshot(cluster: Cluster, target: KubernetesTarget, name: string): Promise<ReleaseSnapshot> {

@@ -28,7 +28,7 @@ describe('deploys to Docker end to end', { timeout: 900_000 }, () => {
   const digests: Record<string, string> = {};
 
   const as = (user: string) => ({ ...env, DEPLOY_AGENT_USER: user });
-  const liveContainer = (environment: string) => engine.getContainer(`web-shop-${environment}`).inspect();
+  const liveContainer = (environment: string) => engine.getContainer(`web-shop_${environment}`).inspect();
   const version = async (port: number) => (await fetch(`http://127.0.0.1:${port}/version`)).text();
 
   before(async () => {

@@ -96,7 +96,7 @@ environments:
   const deploy = (version: string, ...more: string[]) =>
     runCli(['deploy', '-f', specFile, '--env', 'staging', '--version', version, '--wait', ...more], env, 300_000);
   const cli = (...args: string[]) => runCli(args, env);
-  const live = () => engine.getContainer('web-shop-staging').inspect();
+  const live = () => engine.getContainer('web-shop_staging').inspect();
   const servedVersion = async () => (await fetch(`http://127.0.0.1:${hostPort}/version`)).text();
 
   it('ends rolled back, and the stalled apply never changes the target after the verified rollback', async () => {
@@ -204,7 +204,7 @@ environments:
   /** Removes the container kept as rollback point as soon as the deploy has retired it. */
   async function removeRollbackPointWhenKept(): Promise<void> {
     for (let attempt = 0; attempt < 600; attempt++) {
-      const kept = await engine.listContainers({ all: true, filters: { name: ['web-shop-staging--'] } });
+      const kept = await engine.listContainers({ all: true, filters: { name: ['web-shop_staging.kept-'] } });
       if (kept[0]) {
         await engine.getContainer(kept[0].Id).remove({ force: true });
         return;

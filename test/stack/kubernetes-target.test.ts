@@ -1,6 +1,7 @@
 /**
  * The Kubernetes target's activities against a real control plane (apiserver, controller-manager, scheduler, kwok):
- * validation, rollback points, a release that fails its rollout and is restored, revisions, an unreachable cluster.
+ * validation, rollback points, a release that fails its rollout and is restored, revisions, a release whose workload
+ * an autoscaler scales, an unreachable cluster.
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -8,15 +9,26 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
 import { ApplicationFailure } from '@temporalio/activity';
 import { failureKinds } from '../../domain/failures.js';
 import type { KubernetesTarget } from '../../domain/kubernetes.js';
-import type { PinnedImage, ReleaseState } from '../../domain/release.js';
+import type { ConsistencyReport, PinnedImage, ReleaseState } from '../../domain/release.js';
 import { applyRelease } from '../../activities/kubernetes/apply.js';
+import { connect, serverSideApply } from '../../activities/kubernetes/client.js';
 import { diffRelease } from '../../activities/kubernetes/diff.js';
 import { kubernetesDriver } from '../../activities/kubernetes/driver.js';
+import { byApplyOrder, refOf } from '../../activities/kubernetes/manifests.js';
+import {
+  describeRelease,
+  hashObject,
+  liveRelease,
+  managedFields,
+  releaseHash,
+  sha256,
+} from '../../activities/kubernetes/objects.js';
 import { restoreRelease, verifyRelease } from '../../activities/kubernetes/restore.js';
 import { awaitRollout, type Progress } from '../../activities/kubernetes/rollout.js';
 import { dryRunRelease, inspectKubernetesEnvironment } from '../../activities/kubernetes/validate.js';
@@ -284,6 +296,178 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
     assert.equal(report.consistent, true, JSON.stringify(report.checks.filter((c) => !c.equal)));
     await assert.rejects(apps.readNamespacedDeployment({ name: 'web-shop', namespace: NAMESPACE }));
     await assert.rejects(core.readNamespacedSecret({ name: 'web-shop-secret', namespace: NAMESPACE }));
+  });
+
+  void it("leaves replicas to the release's autoscaler and still finds configuration left behind", async () => {
+    const namespace = 'shop-autoscaled';
+    await core.createNamespace({ body: { metadata: { name: namespace } } });
+    const v1Target: KubernetesTarget = { ...withManifests('web-shop-autoscaled'), namespace };
+    const v2Target: KubernetesTarget = { ...withManifests('web-shop-autoscaled-v2'), namespace };
+    const cluster = connect(v1Target);
+    const name = 'web-shop';
+    // What an HPA controller does: write the count through the scale subresource, under a field manager of its own.
+    const autoscale = async (replicas: number): Promise<void> => {
+      const scale = await apps.readNamespacedDeploymentScale({ name, namespace });
+      await apps.replaceNamespacedDeploymentScale({
+        name,
+        namespace,
+        fieldManager: 'horizontal-pod-autoscaler',
+        body: { ...scale, spec: { replicas } },
+      });
+    };
+    const replicas = async () => (await apps.readNamespacedDeployment({ name, namespace })).spec?.replicas;
+    const rolledOut = () => awaitRollout(v1Target, { timeoutMs: ROLLOUT_TIMEOUT_MS, intervalMs: 250 });
+    const failing = (report: ConsistencyReport): string[] => report.checks.filter((c) => !c.equal).map((c) => c.field);
+    const consistent = async (point: ReleaseState): Promise<ConsistencyReport> => {
+      const report = await verifyRelease(v1Target, point);
+      assert.equal(report.consistent, true, JSON.stringify(report.checks.filter((c) => !c.equal)));
+      return report;
+    };
+    /** Someone else's change, left behind: server-side apply under another manager, forced. */
+    const tamper = (kind: string, apiVersion: string, objectName: string, fields: Record<string, unknown>) =>
+      serverSideApply(
+        cluster,
+        { apiVersion, kind, metadata: { name: objectName, namespace }, ...fields },
+        { fieldManager: 'someone-else' },
+      );
+
+    await deploy(v1Target, '1.0.0', image('a'));
+    assert.equal(await replicas(), 2);
+    await autoscale(3);
+    await rolledOut();
+
+    // A failed release: its own replica count is applied with it; the autoscaler then holds yet another one.
+    const id = deploymentId();
+    const point = await kubernetesDriver(v2Target).snapshot(id);
+    assert.equal(point.running, true);
+    await applyRelease({ target: v2Target, deploymentId: id, version: '2.0.0', image: image('b') });
+    await failureOf(
+      awaitRollout(v2Target, { timeoutMs: ROLLOUT_TIMEOUT_MS, intervalMs: 250 }),
+      failureKinds.unhealthy.type,
+    );
+    await autoscale(4);
+    const restored = await restoreRelease({ target: v2Target, to: point });
+    assert.equal(restored.configHash, point.configHash);
+    assert.equal(await replicas(), 4, 'the autoscaler keeps the replica count it set');
+    const hpa = await cluster.request<{ spec: { maxReplicas: number } }>(
+      'GET',
+      `/apis/autoscaling/v2/namespaces/${namespace}/horizontalpodautoscalers/${name}`,
+    );
+    assert.equal(hpa.spec.maxReplicas, 6, 'the autoscaler itself is restored');
+    const report = await consistent(point);
+    for (const field of ['Deployment/web-shop', 'HorizontalPodAutoscaler/web-shop', 'ConfigMap/web-shop-config'])
+      assert.ok(
+        report.checks.some((c) => c.field === field && c.equal),
+        field,
+      );
+
+    // The autoscaler moves again: readiness may lag behind for a moment, and only readiness says so.
+    await autoscale(5);
+    const scaling = await verifyRelease(v1Target, point);
+    assert.deepEqual(
+      failing(scaling).filter((field) => field !== 'running'),
+      [],
+    );
+    const readiness = scaling.checks.find((c) => c.field === 'running' && !c.equal);
+    if (readiness) assert.match(readiness.actual, /^false \(Deployment\/web-shop: .*\/5/);
+    await rolledOut();
+    await consistent(point);
+
+    // Configuration left behind is still found, and named.
+    await tamper('ConfigMap', 'v1', 'web-shop-config', { data: { LOG_LEVEL: 'debug' } });
+    const drifted = await verifyRelease(v1Target, point);
+    assert.equal(drifted.consistent, false);
+    assert.deepEqual(failing(drifted).sort(), ['ConfigMap/web-shop-config', 'configHash']);
+    await tamper('Deployment', 'apps/v1', name, {
+      spec: { template: { spec: { containers: [{ name: 'web', image: image('e').reference }] } } },
+    });
+    const moved = failing(await verifyRelease(v1Target, point));
+    for (const field of ['ConfigMap/web-shop-config', 'Deployment/web-shop', 'imageDigest', 'configHash'])
+      assert.ok(moved.includes(field), `${field} in ${moved.join(', ')}`);
+    await restoreRelease({ target: v2Target, to: point });
+    assert.equal(await replicas(), 5);
+    await consistent(point);
+
+    // Restored before the autoscaler scaled again: the replica count the failed release applied is the only one
+    // there is, held by this field manager alone. Leaving it out must not reset it to the default of one replica.
+    const again = deploymentId();
+    const point2 = await kubernetesDriver(v2Target).snapshot(again);
+    await applyRelease({ target: v2Target, deploymentId: again, version: '2.0.0', image: image('b') });
+    assert.equal(await replicas(), 2);
+    await restoreRelease({ target: v2Target, to: point2 });
+    assert.equal(await replicas(), 2, 'the count is handed over, not dropped');
+    const deployment = await apps.readNamespacedDeployment({ name, namespace });
+    const ours = deployment.metadata?.managedFields?.find(
+      (m) => m.manager === 'deploy-agent' && m.operation === 'Apply',
+    );
+    assert.ok(ours, 'restore applied the Deployment');
+    assert.equal((ours.fieldsV1 as { 'f:spec'?: Record<string, unknown> })['f:spec']?.['f:replicas'], undefined);
+    await consistent(point2);
+    await autoscale(3);
+    assert.equal(await replicas(), 3);
+    await rolledOut();
+
+    // A revision stored before: every managed field in its objects and hashes, the replica count included.
+    const live = await liveRelease(cluster, v1Target, []);
+    const entries = live.raw
+      .map((object) => {
+        const managed = managedFields(object);
+        return { ...refOf(object), hash: hashObject(managed), object: managed };
+      })
+      .sort(byApplyOrder);
+    const storedDeployment = entries.find((e) => e.kind === 'Deployment');
+    assert.equal((storedDeployment?.object.spec as { replicas?: number }).replicas, 3);
+    const state = { ...describeRelease(v1Target, live), configHash: releaseHash(entries) };
+    assert.notEqual(state.configHash, describeRelease(v1Target, live).configHash);
+    const revisions = await core.listNamespacedSecret({
+      namespace,
+      labelSelector: 'deploy-agent.dev/snapshot-service=web-shop',
+    });
+    const revision =
+      Math.max(...revisions.items.map((s) => Number(s.metadata?.labels?.['deploy-agent.dev/revision']))) + 1;
+    const takenBy = deploymentId();
+    const json = JSON.stringify({
+      format: 1,
+      service: 'web-shop',
+      environment: 'production',
+      revision,
+      takenBy,
+      takenAt: new Date().toISOString(),
+      ...state,
+      entries,
+    });
+    const handle = `deploy-agent.web-shop.production.v${revision}`;
+    await core.createNamespacedSecret({
+      namespace,
+      body: {
+        metadata: {
+          name: handle,
+          labels: {
+            'deploy-agent.dev/snapshot-service': 'web-shop',
+            'deploy-agent.dev/snapshot-environment': 'production',
+            'deploy-agent.dev/revision': String(revision),
+          },
+          annotations: {
+            'deploy-agent.dev/taken-by': takenBy,
+            'deploy-agent.dev/content-sha256': sha256(json),
+          },
+        },
+        type: 'deploy-agent.dev/release-snapshot',
+        data: { release: gzipSync(json).toString('base64') },
+      },
+    });
+    const stored: ReleaseState = { ...state, handle };
+    await autoscale(4);
+    await rolledOut();
+    const old = await consistent(stored);
+    const check = old.checks.find((c) => c.field === 'Deployment/web-shop');
+    assert.notEqual(check?.expected, storedDeployment?.hash, 'the expected hash is computed again, not read');
+    const kept = await kubernetesDriver(v1Target).keptReleases();
+    assert.equal(kept.kept[0]?.configHash, kept.live.configHash, 'the stored revision equals the live release');
+    await tamper('ConfigMap', 'v1', 'web-shop-config', { data: { LOG_LEVEL: 'debug' } });
+    await restoreRelease({ target: v1Target, to: stored });
+    assert.equal(await replicas(), 4, 'the replica count stored in the revision is not written back');
+    await consistent(stored);
   });
 
   void it('an unreachable apiserver is TargetUnreachable', async () => {

@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { KubeObject } from '../../activities/kubernetes/client.js';
-import { hashObject, managedFields, releaseHash } from '../../activities/kubernetes/objects.js';
+import {
+  autoscaledTargets,
+  configuredEntries,
+  configurationOf,
+  hashObject,
+  managedFields,
+  releaseHash,
+} from '../../activities/kubernetes/objects.js';
 import type { SnapshotEntry } from '../../domain/kubernetes.js';
 
 /** A Deployment as the API server returns it: configuration plus everything the server and controllers filled in. */
@@ -195,5 +202,95 @@ describe('hashes of objects and releases', () => {
     assert.equal(releaseHash([entry('b', 'sha256:2'), entry('a', 'sha256:1')]), release);
     assert.equal(releaseHash([entry('a', 'sha256:1'), entry('b', 'sha256:2'), entry('c', 'absent', false)]), release);
     assert.notEqual(releaseHash([entry('a', 'sha256:1'), entry('b', 'sha256:3')]), release);
+  });
+});
+
+describe('configuration of a workload an autoscaler of the release scales', () => {
+  const autoscaler = (scaleTargetRef: Record<string, unknown>, namespace = 'shop'): KubeObject => ({
+    apiVersion: 'autoscaling/v2',
+    kind: 'HorizontalPodAutoscaler',
+    metadata: { name: 'web-shop', namespace },
+    spec: { scaleTargetRef, minReplicas: 1, maxReplicas: 6 },
+  });
+  const hpa = autoscaler({ apiVersion: 'apps/v1', kind: 'Deployment', name: 'web-shop' });
+  const withReplicas = (replicas: number, image = '127.0.0.1:5000/web-shop:1.4.2'): KubeObject => {
+    const live = liveDeployment();
+    (live.spec as { replicas: number }).replicas = replicas;
+    (live.spec as { template: { spec: { containers: { image: string }[] } } }).template.spec.containers[0]!.image =
+      image;
+    return managedFields(live);
+  };
+
+  it('finds the workloads the autoscalers among the objects scale, by group, kind, namespace and name', () => {
+    const targets = autoscaledTargets([
+      hpa,
+      autoscaler({ apiVersion: 'apps/v1', kind: 'StatefulSet', name: 'db' }),
+      undefined,
+      managedFields(liveDeployment()),
+    ]);
+    assert.deepEqual([...targets].sort(), ['Deployment.apps/shop/web-shop', 'StatefulSet.apps/shop/db']);
+    const scaled = (ref: Record<string, unknown>, namespace?: string) =>
+      configurationOf(withReplicas(3), autoscaledTargets([autoscaler(ref, namespace)])).spec;
+    // Another name, another namespace, another group, or no apiVersion (the core group): not this Deployment.
+    for (const [ref, namespace] of [
+      [{ apiVersion: 'apps/v1', kind: 'Deployment', name: 'other' }, 'shop'],
+      [{ apiVersion: 'apps/v1', kind: 'Deployment', name: 'web-shop' }, 'elsewhere'],
+      [{ apiVersion: 'example.com/v1', kind: 'Deployment', name: 'web-shop' }, 'shop'],
+      [{ kind: 'Deployment', name: 'web-shop' }, 'shop'],
+    ] as const)
+      assert.equal((scaled(ref, namespace) as { replicas?: number }).replicas, 3, JSON.stringify([ref, namespace]));
+    // Another version of the same group names the same Deployment.
+    const later = scaled({ apiVersion: 'apps/v2', kind: 'Deployment', name: 'web-shop' });
+    assert.equal('replicas' in (later as object), false);
+  });
+
+  it('leaves out the replica count and keeps everything else, without changing the object given', () => {
+    const managed = withReplicas(3);
+    const copy = structuredClone(managed);
+    const configuration = configurationOf(managed, autoscaledTargets([hpa]));
+    assert.deepEqual(managed, copy);
+    const { replicas, ...rest } = managed.spec as Record<string, unknown>;
+    assert.equal(replicas, 3);
+    assert.deepEqual(configuration, { ...managed, spec: rest });
+    assert.equal(configurationOf(managed, new Set()), managed, 'not autoscaled: the managed fields as they are');
+    assert.deepEqual(configurationOf(hpa, autoscaledTargets([hpa])), hpa, 'the autoscaler keeps its own fields');
+  });
+
+  it('hashes equal at any replica count the autoscaler sets, and unequal when the configuration changes', () => {
+    const autoscaled = autoscaledTargets([hpa]);
+    const hash = (object: KubeObject, targets = autoscaled) => hashObject(configurationOf(object, targets));
+    assert.equal(hash(withReplicas(5)), hash(withReplicas(2)));
+    assert.notEqual(hash(withReplicas(2, '127.0.0.1:5000/web-shop:1.4.3')), hash(withReplicas(2)));
+    assert.notEqual(hash(withReplicas(5), new Set()), hash(withReplicas(2), new Set()), 'without an autoscaler');
+  });
+
+  it('brings an entry stored with its replica count to the projection of the live object', () => {
+    const entry = (object: KubeObject): SnapshotEntry => ({
+      apiVersion: object.apiVersion,
+      kind: object.kind,
+      namespace: 'shop',
+      name: object.metadata.name,
+      hash: hashObject(object),
+      object,
+    });
+    // As revisions were stored before: the hash of every managed field, the replica count included.
+    const absent: SnapshotEntry = {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      namespace: 'shop',
+      name: 'gone',
+      hash: 'absent',
+    };
+    const stored = [entry(withReplicas(2)), entry(hpa), absent];
+    const autoscaled = autoscaledTargets(stored.map((e) => e.object));
+    const read = configuredEntries(stored, autoscaled);
+    const live = configuredEntries([entry(withReplicas(4))], autoscaled);
+    assert.equal(read[0]!.hash, live[0]!.hash);
+    assert.notEqual(read[0]!.hash, stored[0]!.hash);
+    assert.equal('replicas' in (read[0]!.object!.spec as object), false);
+    assert.deepEqual(read[1], stored[1], 'what no autoscaler scales reads as it was stored');
+    assert.deepEqual(read[2], stored[2], 'an absent entry stays absent');
+    assert.equal(releaseHash(read), releaseHash(live.concat(read.slice(1))));
+    assert.deepEqual(configuredEntries(stored, new Set()), stored, 'a revision without an autoscaler reads as stored');
   });
 });

@@ -21,7 +21,10 @@ export const snapshotEntrySchema = z.object({
   kind: z.string(),
   namespace: z.string(),
   name: z.string(),
-  /** sha256 of the managed fields; "absent" when the object did not exist. */
+  /**
+   * sha256 of the object's configuration (managed fields, less the replicas an autoscaler of the release owns);
+   * "absent" when the object did not exist. Verification recomputes it from `object`.
+   */
   hash: z.string(),
   object: z.record(z.string(), z.unknown()).optional(),
 });

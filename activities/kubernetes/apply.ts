@@ -10,7 +10,15 @@ import { attemptToken, beforeChange } from '../targets/attempt.js';
 import { asRefusal, connect, deleteObject, serverSideApply } from './client.js';
 import { kubernetesFence } from './fence.js';
 import { byApplyOrder, describe, foreignOwner, idOf, loadManifests, prepare, refOf } from './manifests.js';
-import { describeRelease, labelledObjects, liveRelease, readObject } from './objects.js';
+import {
+  autoscaledTargets,
+  configurationOf,
+  describeRelease,
+  labelledObjects,
+  liveRelease,
+  readObject,
+} from './objects.js';
+import { handOverReplicas } from './restore.js';
 
 export async function applyRelease({
   target,
@@ -25,12 +33,16 @@ export async function applyRelease({
     throw fail('invalid', `no container of the release uses the image repository ${target.imageRepository}`);
   const fence = kubernetesFence(cluster, target, attemptToken());
   await fence.take();
+  // A workload an autoscaler of the release scales keeps the replica count the autoscaler gave it.
+  const autoscaled = autoscaledTargets(objects);
   for (const object of objects) {
     await beforeChange(fence, `applying ${describe(refOf(object))}`);
     const live = await readObject(cluster, refOf(object));
     const owner = live && foreignOwner(target, live);
     if (owner) throw fail('invalid', `${owner}: a release never applies over another's objects`);
-    await serverSideApply(cluster, object, { fieldManager: target.fieldManager }).catch((error: unknown) => {
+    if (live && autoscaled.has(idOf(refOf(object)))) await handOverReplicas(cluster, target, refOf(object));
+    const body = live ? configurationOf(object, autoscaled) : object;
+    await serverSideApply(cluster, body, { fieldManager: target.fieldManager }).catch((error: unknown) => {
       throw asRefusal(error, describe(refOf(object)));
     });
   }

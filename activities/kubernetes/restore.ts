@@ -107,7 +107,7 @@ export async function restoreRelease({
  * to an autoscaler that Kubernetes documents for server-side apply. The autoscaler takes the field over the next
  * time it scales. A conflict means the count changed since it was read, so whoever changed it holds it already.
  */
-async function handOverReplicas(cluster: Cluster, target: KubernetesTarget, ref: ObjectRef): Promise<void> {
+export async function handOverReplicas(cluster: Cluster, target: KubernetesTarget, ref: ObjectRef): Promise<void> {
   const live = await readObject(cluster, ref);
   const replicas = (live?.spec as { replicas?: unknown } | undefined)?.replicas;
   if (!live || typeof replicas !== 'number' || !appliesReplicas(live, target.fieldManager)) return;

@@ -333,14 +333,19 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
 
     await deploy(v1Target, '1.0.0', image('a'));
     assert.equal(await replicas(), 2);
+    // Deployed again before the autoscaler ever scaled: the count the first deploy applied is held by this field
+    // manager alone. Leaving it out must not reset it to the default of one replica: it is handed over.
+    await deploy(v1Target, '1.0.0', image('a'));
+    assert.equal(await replicas(), 2, 'the count is handed over, not dropped');
     await autoscale(3);
     await rolledOut();
 
-    // A failed release: its own replica count is applied with it; the autoscaler then holds yet another one.
+    // A failed release: a deploy leaves the replica count to the autoscaler; the autoscaler then sets another one.
     const id = deploymentId();
     const point = await kubernetesDriver(v2Target).snapshot(id);
     assert.equal(point.running, true);
     await applyRelease({ target: v2Target, deploymentId: id, version: '2.0.0', image: image('b') });
+    assert.equal(await replicas(), 3, 'a deploy does not take the replica count back from the autoscaler');
     await failureOf(
       awaitRollout(v2Target, { timeoutMs: ROLLOUT_TIMEOUT_MS, intervalMs: 250 }),
       failureKinds.unhealthy.type,
@@ -388,14 +393,13 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
     assert.equal(await replicas(), 5);
     await consistent(point);
 
-    // Restored before the autoscaler scaled again: the replica count the failed release applied is the only one
-    // there is, held by this field manager alone. Leaving it out must not reset it to the default of one replica.
+    // Neither a deploy nor its restore takes the replica count back from the autoscaler.
     const again = deploymentId();
     const point2 = await kubernetesDriver(v2Target).snapshot(again);
     await applyRelease({ target: v2Target, deploymentId: again, version: '2.0.0', image: image('b') });
-    assert.equal(await replicas(), 2);
+    assert.equal(await replicas(), 5);
     await restoreRelease({ target: v2Target, to: point2 });
-    assert.equal(await replicas(), 2, 'the count is handed over, not dropped');
+    assert.equal(await replicas(), 5);
     const deployment = await apps.readNamespacedDeployment({ name, namespace });
     const ours = deployment.metadata?.managedFields?.find(
       (m) => m.manager === 'deploy-agent' && m.operation === 'Apply',

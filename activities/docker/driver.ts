@@ -119,7 +119,17 @@ async function liveRelease(target: DockerTarget): Promise<ReleaseState> {
   return call(target, async (docker) => releaseStateOf((await findLive(docker, target)).live));
 }
 
-/** Pulls with a heartbeat per progress message; a cancelled attempt stops the download. */
+/** A pull's progress message; a pull that fails after the engine answered 200 ends with one that has `error`. */
+interface PullEvent {
+  error?: string;
+  errorDetail?: { message?: string };
+}
+
+/**
+ * Pulls with a heartbeat per progress message; a cancelled attempt stops the download. The engine reports a download
+ * that fails (registry gone, engine shutting down) as the last message of a stream that otherwise ends normally: that
+ * is a failed pull, and nothing may change after it, since the image is not there.
+ */
 async function pull(docker: Docker, reference: string): Promise<void> {
   const abortSignal = cancellationSignal();
   const stream = (await docker.pull(reference, { abortSignal })) as Readable;
@@ -130,7 +140,13 @@ async function pull(docker: Docker, reference: string): Promise<void> {
       stream.once('error', reject);
       docker.modem.followProgress(
         stream,
-        (error) => (error ? reject(error) : resolve()),
+        (error: Error | null, events: PullEvent[]) => {
+          const failed = events.find((event) => event.error !== undefined || event.errorDetail !== undefined);
+          if (error) reject(error);
+          else if (failed)
+            reject(new Error(`pulling ${reference} failed: ${failed.errorDetail?.message ?? failed.error}`));
+          else resolve();
+        },
         () => checkpoint('pulling'),
       );
     });

@@ -164,6 +164,21 @@ export function configuredEntries(entries: SnapshotEntry[], autoscaled: Readonly
   });
 }
 
+/**
+ * The part of a live value that a restore wrote: the keys of `written`, level by level (lists and scalars whole).
+ * What other managers added since (an annotation, a label of their own) is not the release's and is left out, while
+ * any value the restore wrote that changed or disappeared still shows.
+ */
+export function projectOnto(live: unknown, written: unknown): unknown {
+  const isMap = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (!isMap(live) || !isMap(written)) return live;
+  return Object.fromEntries(
+    Object.keys(written)
+      .filter((key) => key in live)
+      .map((key) => [key, projectOnto(live[key], written[key])]),
+  );
+}
+
 export async function readObject(cluster: Cluster, ref: ObjectRef): Promise<KubeObject | undefined> {
   const collection = await collectionPath(cluster, ref.apiVersion, ref.kind, ref.namespace);
   if (!collection) return undefined;

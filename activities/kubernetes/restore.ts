@@ -24,8 +24,10 @@ import {
   configuredEntries,
   configurationOf,
   describeRelease,
+  hashObject,
   labelledObjects,
   liveRelease,
+  projectOnto,
   readObject,
   releaseHash,
   type LiveRelease,
@@ -172,7 +174,13 @@ export async function verifyRelease(target: KubernetesTarget, expected: ReleaseS
   // counts were left out holds hashes that include them.
   const autoscaled = autoscaledTargets([...entries, ...live.entries].map((e) => e.object));
   const wanted = new Map(configuredEntries(entries, autoscaled).map((e) => [idOf(e), e]));
-  const found = new Map(configuredEntries(live.entries, autoscaled).map((e) => [idOf(e), e]));
+  // Each live object is compared on what the revision holds of it: fields other managers added since are theirs.
+  const found = new Map(
+    configuredEntries(live.entries, autoscaled).map((e): [string, SnapshotEntry] => {
+      const written = wanted.get(idOf(e))?.object;
+      return [idOf(e), written && e.object ? { ...e, hash: hashObject(projectOnto(e.object, written)) } : e];
+    }),
+  );
   const actual = describeRelease(target, live);
   const report = compareReleases(
     { ...expected, configHash: releaseHash([...wanted.values()]) },

@@ -256,6 +256,31 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
 
     await restoreRelease({ target: v2, to: v1Point });
     assert.equal((await verifyRelease(target, v1Point)).consistent, true, 'a second restore changes nothing');
+
+    // Another manager adds a field of its own: not the release's, so still consistent. Changing one the restore
+    // wrote is drift, named by its object.
+    const other = (data: Record<string, string>, annotations: Record<string, string> = {}) =>
+      serverSideApply(
+        connect(target),
+        {
+          apiVersion: 'v1',
+          kind: 'ConfigMap',
+          metadata: { name: 'web-shop-config', namespace: NAMESPACE, annotations },
+          data,
+        },
+        { fieldManager: 'someone-else' },
+      );
+    await other({}, { 'example.com/audited': 'yes' });
+    assert.equal((await verifyRelease(target, v1Point)).consistent, true, 'a field added by another manager');
+    await other({ LOG_LEVEL: 'trace' });
+    const drifted = await verifyRelease(target, v1Point);
+    assert.equal(drifted.consistent, false);
+    assert.deepEqual(
+      drifted.checks.filter((c) => !c.equal).map((c) => c.field),
+      ['configHash', 'ConfigMap/web-shop-config'],
+    );
+    await restoreRelease({ target: v2, to: v1Point });
+    assert.equal((await verifyRelease(target, v1Point)).consistent, true, 'restored again');
   });
 
   void it('reaches revision N-2 after three applies, and keeps only historyLimit revisions', async () => {

@@ -7,6 +7,7 @@ import {
   configurationOf,
   hashObject,
   managedFields,
+  projectOnto,
   releaseHash,
 } from '../../activities/kubernetes/objects.js';
 import type { SnapshotEntry } from '../../domain/kubernetes.js';
@@ -292,5 +293,24 @@ describe('configuration of a workload an autoscaler of the release scales', () =
     assert.deepEqual(read[2], stored[2], 'an absent entry stays absent');
     assert.equal(releaseHash(read), releaseHash(live.concat(read.slice(1))));
     assert.deepEqual(configuredEntries(stored, new Set()), stored, 'a revision without an autoscaler reads as stored');
+  });
+});
+
+describe('what a restore wrote, read back from a live object', () => {
+  const written = { metadata: { name: 'web', labels: { app: 'web' } }, data: { LOG_LEVEL: 'info' }, list: [1, 2] };
+
+  it('leaves out what other managers added, level by level', () => {
+    const live = {
+      metadata: { name: 'web', labels: { app: 'web', team: 'shop' }, annotations: { audited: 'yes' } },
+      data: { LOG_LEVEL: 'info' },
+      list: [1, 2],
+    };
+    assert.deepEqual(projectOnto(live, written), written);
+  });
+
+  it('keeps what changed or disappeared, and compares lists whole', () => {
+    const changed = { metadata: { name: 'web', labels: {} }, data: { LOG_LEVEL: 'debug' }, list: [1, 2, 3] };
+    assert.deepEqual(projectOnto(changed, written), changed);
+    assert.notEqual(hashObject(projectOnto(changed, written)), hashObject(written));
   });
 });

@@ -207,4 +207,19 @@ environments:
       serves: '1.0.0',
     });
   });
+
+  it('status answers from the search attributes while no worker runs, and the deployment goes on once one does', async () => {
+    await killWorker();
+    const started = await cli('deploy', '-f', specFile, '--env', 'staging', '--version', '1.1.0');
+    assert.equal(started.code, 0, started.output);
+    const id = deploymentIdIn(started.stdout);
+    const status = await cli('status', id);
+    assert.equal(status.code, 6, status.output);
+    assert.match(status.stdout, /deploy of web-shop 1\.1\.0 to staging: running/);
+    assert.match(status.stdout, /no worker answered .*from the search attributes/);
+    startWorker();
+    const result = (await handleOf(id).result()) as DeploymentStatus;
+    assert.equal(result.state, 'succeeded');
+    await assertOneRelease('1.1.0', 'after the worker came back');
+  });
 });

@@ -26,6 +26,18 @@ export interface KubeControlPlane {
   token: string;
   /** Node names managed by kwok. */
   nodeNames: string[];
+  /**
+   * The kube-apiserver's self-signed serving certificate (leaf, then its CA, as the kubeconfig trusts it) and key:
+   * a test proxy standing in for the API server can serve them, so the same kubeconfig trusts it too.
+   */
+  servingCertificate: { certFile: string; keyFile: string };
+  /** Stops the kube-apiserver alone (SIGTERM, then SIGKILL after a grace period); etcd and the others keep running. */
+  stopApiServer(): Promise<void>;
+  /**
+   * Starts the kube-apiserver again on the same port, with the same flags, certificates and etcd data, and resolves
+   * once it is ready. Does nothing while it runs; throws after stop().
+   */
+  startApiServer(): Promise<void>;
   /** Stops every process started (process groups) and removes etcd's data. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -317,7 +329,7 @@ export async function startKubeControlPlane(
     const keys = generateKeyPairSync('rsa', { modulusLength: 2048 });
     await writeFile(saKey, keys.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
     await writeFile(saPub, keys.publicKey.export({ type: 'spki', format: 'pem' }));
-    const apiserver = await start('kube-apiserver', path.join(bins.kubeBin, 'kube-apiserver'), [
+    const apiserverArgs = [
       `--etcd-servers=${etcdUrl}`,
       '--bind-address=127.0.0.1',
       '--advertise-address=127.0.0.1',
@@ -337,7 +349,10 @@ export async function startKubeControlPlane(
       '--feature-gates=WatchList=false',
       '--profiling=false',
       '--v=1',
-    ]);
+    ];
+    const startApiServerProcess = () =>
+      start('kube-apiserver', path.join(bins.kubeBin, 'kube-apiserver'), apiserverArgs);
+    let apiserver = await startApiServerProcess();
     // The self-signed serving certificate (leaf followed by its CA) appears in cert-dir before the port opens.
     const caPem = await waitFor(
       'kube-apiserver serving certificate',
@@ -348,10 +363,12 @@ export async function startKubeControlPlane(
         return pem.includes('END CERTIFICATE') ? pem : undefined;
       },
     );
-    await waitFor('kube-apiserver /readyz', STEP_TIMEOUT_MS.apiserver, apiserver, async () => {
-      const res = await request(`${server}/readyz`, { token, ca: caPem });
-      return res.status === 200 ? true : undefined;
-    });
+    const apiServerReady = (what: string) =>
+      waitFor(what, STEP_TIMEOUT_MS.apiserver, apiserver, async () => {
+        const res = await request(`${server}/readyz`, { token, ca: caPem });
+        return res.status === 200 ? true : undefined;
+      });
+    await apiServerReady('kube-apiserver /readyz');
 
     const kubeconfigPath = path.join(workDir, 'kubeconfig');
     await writeKubeconfig(kubeconfigPath, server, caPem, token);
@@ -434,7 +451,22 @@ export async function startKubeControlPlane(
       });
     }
 
-    return { kubeconfigPath, server, token, nodeNames, stop };
+    // It finds its certificate and key in cert-dir and keeps them; etcd keeps every object meanwhile.
+    const startApiServer = async (): Promise<void> => {
+      if (stopped) throw new Error('kube: the control plane was stopped');
+      if (apiserver.exited === undefined) return;
+      apiserver = await startApiServerProcess();
+      await apiServerReady('kube-apiserver /readyz after a restart');
+    };
+    const stopApiServer = async (): Promise<void> => {
+      const report = await stopAndReport(apiserver);
+      await writeFile(path.join(logDir, 'stop.log'), report + '\n', { flag: 'a' }).catch(() => undefined);
+    };
+    const servingCertificate = {
+      certFile: path.join(certDir, 'apiserver.crt'),
+      keyFile: path.join(certDir, 'apiserver.key'),
+    };
+    return { kubeconfigPath, server, token, nodeNames, servingCertificate, stopApiServer, startApiServer, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -119,8 +119,10 @@ function send(
 /** How long the server asked us to wait (API Priority and Fairness answers 429 with Retry-After). */
 function retryAfterMs(res: { status: number; retryAfter?: string }): number | undefined {
   if ((res.status !== 429 && res.status !== 503) || res.retryAfter === undefined) return undefined;
+  // Retry-After is either delay-seconds or an HTTP date.
   const seconds = Number(res.retryAfter);
-  return Number.isFinite(seconds) ? Math.min(Math.max(seconds, 0) * 1000, MAX_RETRY_AFTER_MS) : undefined;
+  const waitMs = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(res.retryAfter) - Date.now();
+  return Number.isFinite(waitMs) ? Math.min(Math.max(waitMs, 0), MAX_RETRY_AFTER_MS) : undefined;
 }
 
 function parseStatus(text: string): KubeStatus {

@@ -21,6 +21,14 @@ export interface DockerEngine {
   /** The bridge containers attach to by default, and its subnet. */
   bridge: { name: string; subnet: string };
   client(): Docker;
+  /**
+   * Stops the daemon alone, as a service manager would (SIGTERM: it stops the running containers, then its
+   * containerd, then itself), and keeps everything else: data root, exec root, socket path, bridge. Containers,
+   * images and volumes survive in the data root; `startDaemon` brings the same engine back. Safe to call twice.
+   */
+  stopDaemon(): Promise<void>;
+  /** Starts the daemon again after `stopDaemon`, with the same arguments; resolves once it answers. */
+  startDaemon(): Promise<void>;
   /** Removes every container, stops the daemon and removes its bridge and mounts. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -50,6 +58,8 @@ export interface ServiceImageOptions {
 
 const ENGINE_START_MS = 60_000;
 const ENGINE_STOP_GRACE_MS = 20_000;
+// dockerd gives each container 10 s to stop on SIGTERM, then stops containerd.
+const DAEMON_SHUTDOWN_MS = 60_000;
 const REGISTRY_START_MS = 20_000;
 const BUILD_MS = 180_000;
 const PUSH_MS = 120_000;
@@ -110,10 +120,9 @@ export async function startDockerEngine(workDir: string): Promise<DockerEngine> 
     `--containerd-namespace=deploy-agent-${id}`,
     `--containerd-plugins-namespace=deploy-agent-${id}-plugins`,
   ];
-  let daemon: ManagedProcess;
-  try {
-    // docker-init (tini) as a subreaper reaps the containerd shims that would otherwise end as zombies of init.
-    daemon = await startAndWait({
+  // docker-init (tini) as a subreaper reaps the containerd shims that would otherwise end as zombies of init.
+  const launch = () =>
+    startAndWait({
       name: 'dockerd',
       command: dockerInit ?? dockerd,
       args: dockerInit ? ['-s', '--', dockerd, ...args] : args,
@@ -122,6 +131,9 @@ export async function startDockerEngine(workDir: string): Promise<DockerEngine> 
       ready: { probe: () => ping(socketPath), timeoutMs: ENGINE_START_MS, intervalMs: 200 },
       stop: { graceMs: ENGINE_STOP_GRACE_MS },
     });
+  let daemon: ManagedProcess;
+  try {
+    daemon = await launch();
   } catch (error) {
     cleanUpSync();
     unregister();
@@ -131,21 +143,44 @@ export async function startDockerEngine(workDir: string): Promise<DockerEngine> 
 
   const client = new Docker({ socketPath });
   let stopping: Promise<void> | undefined;
+  // Between stopDaemon and startDaemon; each of them (and stop) waits for the one before it to finish.
+  let daemonDown = false;
+  let daemonChange: Promise<void> = Promise.resolve();
+  const changeDaemon = (change: () => Promise<void>): Promise<void> => {
+    const next = daemonChange.then(change);
+    daemonChange = next.catch(() => undefined);
+    return next;
+  };
   return {
     socketPath,
     dockerHost: `unix://${socketPath}`,
     bridge,
     client: () => client,
+    stopDaemon: () =>
+      changeDaemon(async () => {
+        if (daemonDown || stopping) return;
+        daemonDown = true;
+        await stopDaemonAlone(daemon, markers);
+      }),
+    startDaemon: () =>
+      changeDaemon(async () => {
+        if (!daemonDown || stopping) return;
+        daemon = await launch();
+        daemonDown = false;
+      }),
     stop() {
       stopping ??= (async () => {
+        await daemonChange;
         const problems: string[] = [];
-        // Removed through the API first: the daemon would otherwise wait out each container's stop timeout.
-        await removeAllContainers(client).catch((error: unknown) =>
-          problems.push(`removing containers: ${message(error)}`),
-        );
-        await withTimeout(client.pruneNetworks(), API_CALL_MS, 'pruning networks').catch((error: unknown) =>
-          problems.push(`pruning networks: ${message(error)}`),
-        );
+        if (!daemonDown) {
+          // Removed through the API first: the daemon would otherwise wait out each container's stop timeout.
+          await removeAllContainers(client).catch((error: unknown) =>
+            problems.push(`removing containers: ${message(error)}`),
+          );
+          await withTimeout(client.pruneNetworks(), API_CALL_MS, 'pruning networks').catch((error: unknown) =>
+            problems.push(`pruning networks: ${message(error)}`),
+          );
+        }
         await daemon.stop({ graceMs: ENGINE_STOP_GRACE_MS });
         cleanUpSync();
         unregister();
@@ -157,6 +192,27 @@ export async function startDockerEngine(workDir: string): Promise<DockerEngine> 
       return stopping;
     },
   };
+}
+
+/**
+ * SIGTERM to the daemon alone, as a service manager stops it (docker-init passes the signal on to dockerd): dockerd
+ * stops its containers, then its containerd, then itself. Whatever of it is still there after the grace period is
+ * killed, so that nothing stands in the way of the next daemon on the same roots.
+ */
+async function stopDaemonAlone(daemon: ManagedProcess, markers: string[]): Promise<void> {
+  try {
+    process.kill(daemon.pid, 'SIGTERM');
+  } catch {
+    // Already gone.
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const ended = await Promise.race([
+    daemon.done.then(() => true),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), DAEMON_SHUTDOWN_MS))),
+  ]);
+  clearTimeout(timer);
+  if (!ended) await daemon.stop({ graceMs: 0 });
+  killProcessesMentioning(markers);
 }
 
 export async function startRegistry(workDir: string): Promise<LocalRegistry> {

@@ -20,6 +20,20 @@ const look = proxyActivities<Activities>({
   },
 });
 
+/**
+ * The verification that closes a restore: a target that does not answer is asked again until the phase's budget
+ * cancels it, like the change before it, rather than failing a restore that worked after a few seconds.
+ */
+const confirm = proxyActivities<Activities>({
+  startToCloseTimeout: '30s',
+  retry: {
+    initialInterval: '1s',
+    backoffCoefficient: 2,
+    maximumInterval: '10s',
+    nonRetryableErrorTypes: NON_RETRYABLE_TYPES,
+  },
+});
+
 /** Patch: a cancelled change is waited for until it has stopped, so that compensation never runs beside it. */
 export const WAIT_FOR_STOPPED_CHANGES = 'wait-for-stopped-changes';
 
@@ -208,7 +222,7 @@ export async function restoreAndVerify(
   keepCurrent: boolean,
 ): Promise<ConsistencyReport> {
   await change().restoreRelease({ target, to, keepCurrent });
-  const consistency = await look.verifyRelease(target, to);
+  const consistency = await confirm.verifyRelease(target, to);
   if (!consistency.consistent) {
     const differences = consistency.checks
       .filter((c) => !c.equal)

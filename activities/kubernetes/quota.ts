@@ -3,7 +3,7 @@
  * per-pod requests and limits (LimitRange defaults filling gaps) times replicas.
  */
 import type { KubeObject } from './client.js';
-import { containersOf, describe, podSpecsOf, refOf } from './manifests.js';
+import { describe, podSpecsOf, refOf } from './manifests.js';
 
 const SUFFIX: Record<string, number> = {
   n: 1e-9,
@@ -83,6 +83,40 @@ function replicasOf(object: KubeObject): number {
   return typeof spec.replicas === 'number' ? spec.replicas : 1;
 }
 
+/**
+ * A pod's effective amounts, as the scheduler and quota count them: its containers and sidecars (init containers
+ * that keep running) add up; a plain init container runs alone, beside the sidecars started before it, so it counts
+ * only when it needs more than that sum.
+ */
+function effectivePodAmounts(
+  podSpec: Record<string, unknown>,
+  amountsOf: (container: Record<string, unknown>) => Amounts,
+): Amounts {
+  const list = (key: string) => (Array.isArray(podSpec[key]) ? (podSpec[key] as unknown[]) : []).filter(isRecord);
+  const add = (into: Amounts, from: Amounts) => {
+    for (const [key, value] of Object.entries(from)) into[key] = (into[key] ?? 0) + value;
+  };
+  const sidecars: Amounts = {};
+  const initPeaks: Amounts[] = [];
+  for (const init of list('initContainers')) {
+    const amounts = amountsOf(init);
+    if (init.restartPolicy === 'Always') add(sidecars, amounts);
+    else {
+      const peak = { ...sidecars };
+      add(peak, amounts);
+      initPeaks.push(peak);
+    }
+  }
+  const effective = { ...sidecars };
+  for (const container of list('containers')) add(effective, amountsOf(container));
+  for (const peak of initPeaks)
+    for (const [key, value] of Object.entries(peak)) effective[key] = Math.max(effective[key] ?? 0, value);
+  return effective;
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
 /** Requests and limits of the release's pods, and the LimitRange violations of its containers. */
 export function releaseAmounts(objects: KubeObject[], limitRanges: KubeObject[]) {
   const ranges = containerLimits(limitRanges);
@@ -91,8 +125,8 @@ export function releaseAmounts(objects: KubeObject[], limitRanges: KubeObject[])
   for (const object of objects) {
     const replicas = replicasOf(object);
     for (const podSpec of podSpecsOf(object)) {
-      const pod: Amounts = { pods: 1 };
-      for (const container of containersOf(podSpec)) {
+      const amountsOf = (container: Record<string, unknown>): Amounts => {
+        const amounts: Amounts = {};
         const resources = (container.resources ?? {}) as { requests?: Resources; limits?: Resources };
         for (const resource of RESOURCES) {
           const pick = (...candidates: unknown[]) => candidates.map(parseQuantity).find((v) => v !== undefined);
@@ -104,8 +138,8 @@ export function releaseAmounts(objects: KubeObject[], limitRanges: KubeObject[])
             ...ranges.map((r) => r.defaultRequest[resource]),
             limit,
           );
-          pod[`requests.${resource}`] = (pod[`requests.${resource}`] ?? 0) + (request ?? 0);
-          pod[`limits.${resource}`] = (pod[`limits.${resource}`] ?? 0) + (limit ?? 0);
+          amounts[`requests.${resource}`] = request ?? 0;
+          amounts[`limits.${resource}`] = limit ?? 0;
           for (const range of ranges) {
             const max = parseQuantity(range.max[resource]);
             const min = parseQuantity(range.min[resource]);
@@ -120,7 +154,9 @@ export function releaseAmounts(objects: KubeObject[], limitRanges: KubeObject[])
               );
           }
         }
-      }
+        return amounts;
+      };
+      const pod: Amounts = { pods: 1, ...effectivePodAmounts(podSpec, amountsOf) };
       for (const [key, value] of Object.entries(pod)) total[key] = (total[key] ?? 0) + value * replicas;
     }
   }

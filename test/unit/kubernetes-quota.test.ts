@@ -190,6 +190,24 @@ describe('release amounts', () => {
     });
   });
 
+  it('counts a plain init container only above what the pod runs after it, and a sidecar on top of it', () => {
+    const cpu = (amount: string) => ({ resources: { requests: { cpu: amount }, limits: { cpu: amount } } });
+    const plain = deployment('plain', 1, [{ name: 'app', ...cpu('1') }], [{ name: 'migrate', ...cpu('1') }]);
+    assert.equal(releaseAmounts([plain], []).total['requests.cpu'], 1);
+    const bigger = deployment('bigger', 1, [{ name: 'app', ...cpu('1') }], [{ name: 'migrate', ...cpu('3') }]);
+    assert.equal(releaseAmounts([bigger], []).total['requests.cpu'], 3);
+    const sidecar = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'with-sidecar', namespace: 'shop' },
+      spec: {
+        initContainers: [{ name: 'proxy', restartPolicy: 'Always', ...cpu('500m') }],
+        containers: [{ name: 'app', ...cpu('1') }],
+      },
+    } satisfies KubeObject;
+    assert.equal(releaseAmounts([sidecar], []).total['requests.cpu'], 1.5);
+  });
+
   it('takes the defaults of the first LimitRange that has one and ignores Pod-type limits', () => {
     const podLimits: KubeObject = {
       apiVersion: 'v1',

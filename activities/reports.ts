@@ -12,7 +12,7 @@ export function reportActivities(reportsDir: string) {
   return {
     async publishReport(status: DeploymentStatus): Promise<string> {
       await mkdir(reportsDir, { recursive: true });
-      const base = join(reportsDir, status.deploymentId);
+      const base = join(reportsDir, fileNameOf(status.deploymentId));
       const retried = await access(`${base}.json`).then(
         () => true,
         () => false,
@@ -23,4 +23,12 @@ export function reportActivities(reportsDir: string) {
       return `${base}.md`;
     },
   };
+}
+
+/**
+ * The deployment id as a file name inside the reports directory. The id comes from the workflow id, which whoever
+ * starts a workflow chooses: separators and leading dots are replaced, so no id can name a path elsewhere.
+ */
+export function fileNameOf(deploymentId: string): string {
+  return deploymentId.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_') || '_';
 }

@@ -58,9 +58,16 @@ export class ApprovalGate {
     );
   }
 
+  /** A vote as recorded; a refused Signal's payload may be anything, so nothing here may throw. */
   private stamp(vote: VoteRequest, via: Vote['via']): Vote {
-    const { approver, decision, comment } = (vote ?? {}) as Partial<VoteRequest>;
-    return { approver: String(approver), decision: decision ?? 'reject', comment, at: new Date().toISOString(), via };
+    const { approver, decision, comment } = (vote ?? {}) as Partial<Record<keyof VoteRequest, unknown>>;
+    return {
+      approver: asText(approver),
+      decision: decision === 'approve' ? 'approve' : 'reject',
+      comment: typeof comment === 'string' ? comment.slice(0, 2000) : undefined,
+      at: new Date().toISOString(),
+      via,
+    };
   }
 
   private count(vote: VoteRequest, via: Vote['via']): ApprovalRecord {
@@ -97,5 +104,15 @@ export class ApprovalGate {
         `approval deadline ${this.record.deadline} passed with ${this.approvals} of ${this.record.required} approvals`,
       );
     return `approved by ${this.record.votes.map((v) => v.approver).join(', ')}`;
+  }
+}
+
+/** Any value as bounded text, without calling anything it defines (a hostile toString would throw). */
+function asText(value: unknown): string {
+  if (typeof value === 'string') return value.slice(0, 200);
+  try {
+    return (JSON.stringify(value) ?? typeof value).slice(0, 200);
+  } catch {
+    return `(${typeof value})`;
   }
 }

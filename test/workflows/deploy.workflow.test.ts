@@ -72,6 +72,15 @@ function start(taskQueue: string, deploy: DeployRequest) {
   });
 }
 
+async function waitForRefusals(query: () => Promise<DeploymentStatus>, count: number): Promise<DeploymentStatus> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const status = await query();
+    if ((status.approval?.refused.length ?? 0) >= count) return status;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`${count} refused votes not recorded`);
+}
+
 async function waitForState(
   query: () => Promise<DeploymentStatus>,
   state: DeploymentStatus['state'],
@@ -299,6 +308,21 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
       ['mallory', 'undefined'],
     );
     assert.match(status.approval?.refused[0]?.reason ?? '', /mallory may not approve in production/);
+  });
+
+  it('records a Signal vote whose approver is a hostile object as refused, and still counts valid votes', async () => {
+    const { activities } = stubActivities();
+    const status = await withWorker(activities, async (queue) => {
+      const handle = await start(queue, request('production'));
+      await waitForState(() => handle.query(statusQuery), 'awaiting-approval');
+      await handle.signal(voteSignal, { approver: { toString: 1 }, decision: 'approve' } as never);
+      const refused = await waitForRefusals(() => handle.query(statusQuery), 1);
+      assert.equal(refused.state, 'awaiting-approval', 'the workflow is still waiting, not failing its task');
+      await handle.executeUpdate(voteUpdate, { args: [{ approver: 'alice', decision: 'approve' }] });
+      return handle.result();
+    });
+    assert.equal(status.state, 'succeeded');
+    assert.equal(status.approval?.refused[0]?.approver, '{"toString":1}');
   });
 
   it('ends rejected, with who and why, without touching the target', { timeout: 60_000 }, async () => {

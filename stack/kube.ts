@@ -389,6 +389,10 @@ export async function startKubeControlPlane(
         `--root-ca-file=${path.join(certDir, 'apiserver.crt')}`,
         `--service-cluster-ip-range=${SERVICE_CLUSTER_IP_RANGE}`,
         '--use-service-account-credentials=false',
+        // kwok's nodes stop heartbeating while the API server is down for a fault test; with the default grace
+        // of 50 s a slow restart would mark them NotReady and their pods unready for good (kwok never readies a
+        // pod twice). Real kubelets come back and re-report; these must not be judged by their silence so soon.
+        '--node-monitor-grace-period=5m',
         '--profiling=false',
         '--v=1',
       ],

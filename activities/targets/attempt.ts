@@ -59,17 +59,15 @@ export function attemptToken(): FenceToken {
  * at a time, so its attempts started after every attempt of the earlier one. Within a deployment, the activity
  * scheduled later wins, then the later attempt.
  */
-export function supersedes(next: FenceToken, held: FenceToken): boolean {
+function supersedes(next: FenceToken, held: FenceToken): boolean {
   if (next.deploymentId !== held.deploymentId) return true;
   return next.sequence > held.sequence || (next.sequence === held.sequence && next.attempt >= held.attempt);
 }
 
-export const sameToken = (a: FenceToken, b: FenceToken): boolean =>
+const sameToken = (a: FenceToken, b: FenceToken): boolean =>
   a.deploymentId === b.deploymentId && a.sequence === b.sequence && a.attempt === b.attempt;
 
-export const encodeToken = (token: FenceToken): string => JSON.stringify(token);
-
-export function decodeToken(text: string | undefined): FenceToken | undefined {
+function decodeToken(text: string | undefined): FenceToken | undefined {
   if (!text) return undefined;
   try {
     const value = JSON.parse(text) as Partial<FenceToken>;
@@ -85,17 +83,48 @@ export function decodeToken(text: string | undefined): FenceToken | undefined {
   return undefined;
 }
 
-export function superseded(where: string, holder: FenceToken | undefined): Error {
+function superseded(where: string, holder: FenceToken | undefined): Error {
   const by = holder ? `${holder.deploymentId} (activity ${holder.sequence}, attempt ${holder.attempt})` : 'nobody';
   return fail('superseded', `${where}: the fence is held by ${by}; this attempt stops without changing anything`);
 }
 
-/** The fence of one target, as each driver stores it. */
+/** The fence of one target. */
 export interface Fence {
   /** Takes the fence for this attempt, unless a later one already holds it. */
   take(): Promise<void>;
   /** Throws unless this attempt still holds the fence; call it before every change. */
   check(): Promise<void>;
+}
+
+/** Where a target keeps its fence, as each driver stores it: the holder's token as text. */
+export interface FenceStore {
+  /** The target, for messages. */
+  where: string;
+  /** The stored token; undefined when there is none. */
+  read(): Promise<string | undefined>;
+  /** Stores a token. A writer racing it may win: the next read says who did. */
+  write(token: string): Promise<void>;
+}
+
+const TAKE_ATTEMPTS = 5;
+
+/** The fence kept in a store: taken by writing this attempt's token and reading back who won, checked by reading. */
+export function fenceOn(store: FenceStore, token: FenceToken): Fence {
+  const holder = async () => decodeToken(await store.read());
+  return {
+    async take() {
+      for (let written = 0; ; written++) {
+        const held = await holder();
+        if (held && sameToken(held, token)) return;
+        if ((held && !supersedes(token, held)) || written === TAKE_ATTEMPTS) throw superseded(store.where, held);
+        await store.write(JSON.stringify(token));
+      }
+    },
+    async check() {
+      const held = await holder();
+      if (!held || !sameToken(held, token)) throw superseded(store.where, held);
+    },
+  };
 }
 
 /** Before each change: heartbeat (and stop if cancelled), then make sure no later attempt took over. */

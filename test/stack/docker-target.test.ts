@@ -13,7 +13,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type Docker from 'dockerode';
 import { dockerDriver } from '../../activities/docker/driver.js';
 import { LABEL, activeName, keptName, legacyName } from '../../activities/docker/engine.js';
-import { dockerFence, fenceName, legacyFenceName } from '../../activities/docker/fence.js';
+import { fenceName } from '../../activities/docker/fence.js';
 import { NON_RETRYABLE_TYPES, failureKinds } from '../../domain/failures.js';
 import type { PinnedImage } from '../../domain/release.js';
 import type { DockerTarget } from '../../domain/target.js';
@@ -448,24 +448,6 @@ void describe('Docker target driver', { timeout: 420_000 }, () => {
     assert.equal(still.Id, live.Id);
     assert.equal(still.State.Running, true);
     assert.equal((await namedContainer('stranger')).State.Running, false);
-  });
-
-  it('removes the fence volume of the legacy name, and stops when an attempt of earlier code takes it again', async () => {
-    const target = await targetOf('orders', 'stage');
-    const legacyFence = legacyFenceName(target);
-    assert.equal(legacyFence, 'orders-stage.fence');
-    const holder = (deploymentId: string) => ({
-      'deploy-agent.fence-holder': JSON.stringify({ deploymentId, sequence: 3, attempt: 1 }),
-    });
-    await engine.createVolume({ Name: legacyFence, Labels: holder('orders.stage.earlier') });
-    const fence = dockerFence(engine, target, { deploymentId: 'orders.stage.now', sequence: 3, attempt: 2 });
-    await fence.take();
-    assert.equal(await volumeExists(legacyFence), false, 'an attempt of earlier code stops at its next check');
-    assert.ok(await volumeExists(fenceName(target)));
-    await fence.check();
-    await engine.createVolume({ Name: legacyFence, Labels: holder('orders.stage.later') });
-    const stopped = await failureOf(fence.check(), failureKinds.superseded.type);
-    assert.match(stopped.message, /legacy fence orders-stage\.fence.*orders\.stage\.later/);
   });
 
   it('fails apply with a non-retryable InvalidRelease when the entrypoint is missing, with the engine message', async () => {

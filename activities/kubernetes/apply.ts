@@ -10,15 +10,8 @@ import { attemptToken, beforeChange } from '../targets/attempt.js';
 import { asRefusal, connect, deleteObject, serverSideApply } from './client.js';
 import { kubernetesFence } from './fence.js';
 import { byApplyOrder, describe, foreignOwner, idOf, loadManifests, prepare, refOf } from './manifests.js';
-import {
-  autoscaledTargets,
-  configurationOf,
-  describeRelease,
-  labelledObjects,
-  liveRelease,
-  readObject,
-} from './objects.js';
-import { handOverReplicas } from './restore.js';
+import { describeRelease, labelledObjects, liveRelease, readObject } from './objects.js';
+import { autoscaledTargets, configurationOf, handOverReplicas } from './autoscaling.js';
 
 export async function applyRelease({
   target,
@@ -40,7 +33,7 @@ export async function applyRelease({
     const live = await readObject(cluster, refOf(object));
     const owner = live && foreignOwner(target, live);
     if (owner) throw fail('invalid', `${owner}: a release never applies over another's objects`);
-    if (live && autoscaled.has(idOf(refOf(object)))) await handOverReplicas(cluster, target, refOf(object));
+    if (live && autoscaled.has(idOf(refOf(object)))) await handOverReplicas(cluster, target, live);
     const body = live ? configurationOf(object, autoscaled) : object;
     await serverSideApply(cluster, body, { fieldManager: target.fieldManager }).catch((error: unknown) => {
       throw asRefusal(error, describe(refOf(object)));

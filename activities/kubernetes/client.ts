@@ -241,9 +241,11 @@ export function explain(error: KubeApiError): string {
 export interface ApplyOptions {
   fieldManager: string;
   dryRun?: boolean;
+  /** False: a field another manager holds is a conflict (409) rather than taken over. */
+  force?: boolean;
 }
 
-/** Server-side apply, forced: the release owns every field it sets, whoever set it before. */
+/** Server-side apply, forced unless told otherwise: the release owns every field it sets, whoever set it before. */
 export async function serverSideApply(
   cluster: Cluster,
   object: KubeObject,
@@ -258,7 +260,11 @@ export async function serverSideApply(
   return cluster.request<KubeObject>('PATCH', `${collection}/${object.metadata.name}`, {
     body: object,
     contentType: 'application/apply-patch+yaml',
-    query: { fieldManager: options.fieldManager, force: 'true', dryRun: options.dryRun ? 'All' : undefined },
+    query: {
+      fieldManager: options.fieldManager,
+      force: options.force === false ? undefined : 'true',
+      dryRun: options.dryRun ? 'All' : undefined,
+    },
   });
 }
 

@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import type { KubernetesTarget, SnapshotEntry } from '../../domain/kubernetes.js';
 import { checkpoint } from '../targets/attempt.js';
+import { autoscaledTargets, configurationOf } from './autoscaling.js';
 import { collectionPath, isNotFound, type Cluster, type KubeObject } from './client.js';
 import {
   ANNOTATION,
@@ -112,44 +113,6 @@ export const hashObject = (object: unknown): string => sha256(JSON.stringify(can
 export function releaseHash(entries: SnapshotEntry[]): string {
   const present = entries.filter((e) => e.object).map((e) => [idOf(e), e.hash] as const);
   return hashObject(present.sort(([a], [b]) => a.localeCompare(b)));
-}
-
-/**
- * The objects whose replica count an autoscaler of the release sets, by id: the `spec.scaleTargetRef` of each
- * HorizontalPodAutoscaler among `objects`, in the autoscaler's namespace. A reference without apiVersion names the
- * core group, as the HPA controller reads it (and there it scales nothing of a release).
- */
-export function autoscaledTargets(objects: Iterable<Record<string, unknown> | undefined>): Set<string> {
-  const ids = new Set<string>();
-  for (const object of objects) {
-    if (object?.kind !== 'HorizontalPodAutoscaler') continue;
-    const metadata = object.metadata as { namespace?: unknown } | undefined;
-    const ref = (object.spec as { scaleTargetRef?: Record<string, unknown> } | undefined)?.scaleTargetRef;
-    if (typeof ref?.kind !== 'string' || typeof ref.name !== 'string') continue;
-    ids.add(
-      idOf({
-        apiVersion: typeof ref.apiVersion === 'string' ? ref.apiVersion : '',
-        kind: ref.kind,
-        namespace: typeof metadata?.namespace === 'string' ? metadata.namespace : '',
-        name: ref.name,
-      }),
-    );
-  }
-  return ids;
-}
-
-/**
- * The configuration of an object of the release, from its managed fields: the replica count of a workload an
- * autoscaler of the release scales is the autoscaler's, not the release's, so it is neither hashed, compared nor
- * written back. Returns a new object; the one given is left as it is.
- */
-export function configurationOf(managed: Record<string, unknown>, autoscaled: ReadonlySet<string>): KubeObject {
-  const object = managed as KubeObject;
-  const spec = object.spec;
-  if (!autoscaled.has(idOf(refOf(object))) || !spec || typeof spec !== 'object' || !('replicas' in spec)) return object;
-  const rest: Record<string, unknown> = { ...spec };
-  delete rest.replicas;
-  return { ...object, spec: rest };
 }
 
 /**

@@ -8,21 +8,11 @@
 import type { KubernetesTarget, SnapshotEntry } from '../../domain/kubernetes.js';
 import { compareReleases, type ConsistencyReport, RELEASE_FIELDS, type ReleaseState } from '../../domain/release.js';
 import { fail } from '../../domain/failures.js';
-import {
-  KubeApiError,
-  asRefusal,
-  collectionPath,
-  connect,
-  deleteObject,
-  serverSideApply,
-  type Cluster,
-  type KubeObject,
-} from './client.js';
+import { asRefusal, connect, deleteObject, serverSideApply, type Cluster, type KubeObject } from './client.js';
 import { WORKLOAD_KINDS, byApplyOrder, describe, idOf, objectName, refOf, type ObjectRef } from './manifests.js';
+import { autoscaledTargets, configurationOf, handOverReplicas } from './autoscaling.js';
 import {
-  autoscaledTargets,
   configuredEntries,
-  configurationOf,
   describeRelease,
   hashObject,
   labelledObjects,
@@ -79,7 +69,10 @@ export async function restoreRelease({
   await fence.take();
   for (const entry of kept.sort(byApplyOrder)) {
     await beforeChange(fence, `restoring ${describe(entry)}`);
-    if (autoscaled.has(idOf(entry))) await handOverReplicas(cluster, target, entry);
+    if (autoscaled.has(idOf(entry))) {
+      const live = await readObject(cluster, entry);
+      if (live) await handOverReplicas(cluster, target, live);
+    }
     const object = configurationOf(entry.object as KubeObject, autoscaled);
     await serverSideApply(cluster, object, { fieldManager: target.fieldManager }).catch((error: unknown) => {
       throw asRefusal(error, `restoring ${describe(entry)}`);
@@ -99,53 +92,6 @@ export async function restoreRelease({
   }
   const live = await liveRelease(cluster, target, entries);
   return { ...describeRelease(target, live), handle: to.handle };
-}
-
-/**
- * Before restore applies an autoscaled workload without its replica count. Server-side apply removes a field its
- * manager stops applying unless another manager holds it too: when this one is its only holder (a release applied
- * replicas and the autoscaler has not scaled since), leaving them out would reset the workload to one replica. So a
- * manager of its own first applies the live count, without force, and holds the field along with it: the hand-over
- * to an autoscaler that Kubernetes documents for server-side apply. The autoscaler takes the field over the next
- * time it scales. A conflict means the count changed since it was read, so whoever changed it holds it already.
- */
-export async function handOverReplicas(cluster: Cluster, target: KubernetesTarget, ref: ObjectRef): Promise<void> {
-  const live = await readObject(cluster, ref);
-  const replicas = (live?.spec as { replicas?: unknown } | undefined)?.replicas;
-  if (!live || typeof replicas !== 'number' || !appliesReplicas(live, target.fieldManager)) return;
-  const collection = await collectionPath(cluster, ref.apiVersion, ref.kind, ref.namespace);
-  if (!collection) return;
-  const body = {
-    apiVersion: ref.apiVersion,
-    kind: ref.kind,
-    metadata: { name: ref.name, namespace: ref.namespace },
-    spec: { replicas },
-  };
-  await cluster
-    .request('PATCH', `${collection}/${ref.name}`, {
-      body,
-      contentType: 'application/apply-patch+yaml',
-      query: { fieldManager: handOverManager(target) },
-    })
-    .catch((error: unknown) => {
-      if (error instanceof KubeApiError && error.status === 409) return;
-      throw asRefusal(error, `handing the replicas of ${describe(ref)} over to its autoscaler`);
-    });
-}
-
-const handOverManager = (target: KubernetesTarget): string => `${target.fieldManager}-handover`;
-
-/** Whether the manager's applied configuration holds the object's `spec.replicas`. */
-function appliesReplicas(live: KubeObject, manager: string): boolean {
-  const managed = (live.metadata.managedFields ?? []) as {
-    manager?: string;
-    operation?: string;
-    subresource?: string;
-    fieldsV1?: { 'f:spec'?: Record<string, unknown> };
-  }[];
-  return managed.some(
-    (m) => m.manager === manager && m.operation === 'Apply' && !m.subresource && m.fieldsV1?.['f:spec']?.['f:replicas'],
-  );
 }
 
 /** The live workloads that are not ready, each with what its controller reports. */

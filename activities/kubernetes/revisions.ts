@@ -16,7 +16,8 @@ import { fail } from '../../domain/failures.js';
 import { checkpoint } from '../targets/attempt.js';
 import { KubeApiError, connect, isNotFound, type Cluster, type KubeObject } from './client.js';
 import { labelValue, loadManifests, refOf, type ObjectRef } from './manifests.js';
-import { autoscaledTargets, configuredEntries, describeRelease, liveRelease, releaseHash, sha256 } from './objects.js';
+import { autoscaledTargets } from './autoscaling.js';
+import { configuredEntries, describeRelease, liveRelease, releaseHash, sha256 } from './objects.js';
 
 const SNAPSHOT_LABEL = {
   service: 'deploy-agent.dev/snapshot-service',

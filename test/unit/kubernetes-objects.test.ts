@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { KubeObject } from '../../activities/kubernetes/client.js';
+import { autoscaledTargets, configurationOf } from '../../activities/kubernetes/autoscaling.js';
 import {
-  autoscaledTargets,
   configuredEntries,
-  configurationOf,
   hashObject,
   managedFields,
   projectOnto,

@@ -19,6 +19,9 @@ import { notReached } from './connection.js';
 import { heartbeats, printLine } from './output.js';
 
 const POLL_MS = 1_000;
+
+/** What it means when Temporal ended a run itself (terminated, timed out), said the same way everywhere. */
+export const ENDED_BY_TEMPORAL = 'no report was written and the target may be half-changed';
 /** Consecutive polls Temporal may miss before the outcome is declared unknown. */
 const UNREACHABLE_POLLS = 10;
 
@@ -51,7 +54,7 @@ export function describeOutcome(outcome: Outcome): string {
     case 'status':
       return outcome.status.state;
     case 'ended-by-temporal':
-      return `operator needed: Temporal ended the run (${outcome.how}), so no report was written and the target may be half-changed${last}`;
+      return `operator needed: Temporal ended the run (${outcome.how}), so ${ENDED_BY_TEMPORAL}${last}`;
     case 'still-running':
       return `still running when --timeout ran out${last}`;
     case 'unknown':
@@ -60,7 +63,7 @@ export function describeOutcome(outcome: Outcome): string {
 }
 
 /** How Temporal ended a run that did not end by itself, from the failure `result()` rejects with. */
-export function endedByTemporal(error: unknown): string | undefined {
+function endedByTemporal(error: unknown): string | undefined {
   const cause = error instanceof WorkflowFailedError ? error.cause : undefined;
   if (cause instanceof TerminatedFailure) return `terminated${cause.message ? ` (${cause.message})` : ''}`;
   if (cause instanceof TimeoutFailure) return 'timed out';

@@ -4,6 +4,7 @@ import { type DeploymentState, deploymentStates, type DeploymentStatus, FINAL_ST
 import { EXIT, EXIT_CODES, messageOf } from '../domain/failures.js';
 import { searchAttributes, statusQuery } from '../workflows/messages.js';
 import { deploymentHandle } from './connection.js';
+import { ENDED_BY_TEMPORAL } from './follow.js';
 import { heartbeats, type OutputOptions, printLine, printStatus } from './output.js';
 
 /** How long a worker has to answer the status query before the search attributes answer instead. */
@@ -22,7 +23,7 @@ export async function statusCommand(deploymentId: string, options: OutputOptions
   const execution = description.status.name;
   if (execution === 'COMPLETED') return show(handle, (await handle.result()) as DeploymentStatus, options);
   if (execution !== 'RUNNING' && execution !== 'CONTINUED_AS_NEW')
-    return endedByTemporal(deploymentId, description, options);
+    return showEndedByTemporal(deploymentId, description, options);
   try {
     const status = await handle.client.connection.withDeadline(Date.now() + QUERY_DEADLINE_MS, () =>
       handle.query(statusQuery),
@@ -44,9 +45,9 @@ async function show(handle: WorkflowHandle, status: DeploymentStatus, options: O
 }
 
 /** Terminated, timed out, cancelled or failed by Temporal itself: no report, and nobody restored anything. */
-function endedByTemporal(deploymentId: string, description: WorkflowExecutionDescription, options: OutputOptions) {
+function showEndedByTemporal(deploymentId: string, description: WorkflowExecutionDescription, options: OutputOptions) {
   const how = description.status.name.toLowerCase().replace('_', ' ');
-  const summary = `${deploymentId}: ${how} by Temporal at ${description.closeTime?.toISOString() ?? '?'}; operator needed: no report was written and the target may be half-changed`;
+  const summary = `${deploymentId}: ${how} by Temporal at ${description.closeTime?.toISOString() ?? '?'}; operator needed: ${ENDED_BY_TEMPORAL}`;
   if (options.json) printLine(JSON.stringify({ deploymentId, execution: description.status.name, summary }, null, 2));
   else printLine(summary);
   return EXIT.operatorNeeded;

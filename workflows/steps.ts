@@ -106,17 +106,18 @@ export async function changeTarget(
       (failure: unknown) => ({ rollbackPoint, failure }),
     );
   }
-  let rollbackPoint: ReleaseState | undefined;
+  let taken: ReleaseState | undefined;
   try {
-    await runbook.phase(budget.phase, budget.budgetMs, async () => {
-      rollbackPoint = await takeRollbackPoint();
-      await change(rollbackPoint);
+    const rollbackPoint = await runbook.phase(budget.phase, budget.budgetMs, async () => {
+      const point = (taken = await takeRollbackPoint());
+      await change(point);
+      return point;
     });
+    return { rollbackPoint };
   } catch (failure) {
-    if (!rollbackPoint) throw failure;
-    return { rollbackPoint, failure };
+    if (!taken) throw failure;
+    return { rollbackPoint: taken, failure };
   }
-  return { rollbackPoint: rollbackPoint as unknown as ReleaseState };
 }
 
 /** The rollback point: stored by the target before anything changes, so it is a change-class call. */

@@ -3,6 +3,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseDuration } from '../domain/duration.js';
 import { CliFailure, EXIT, InvalidInput, messageOf } from '../domain/failures.js';
+import { auditCommand } from './audit.js';
 import { closeConnections } from './connection.js';
 import { deployCommand } from './deploy.js';
 import { listCommand } from './list.js';
@@ -39,6 +40,11 @@ function timeoutOption(): Option {
   );
 }
 
+/** Overrides a freeze window: only principals the policy names for break-glass may, and it is audited. */
+function breakGlassOption(): Option {
+  return new Option('--break-glass <reason>', 'deploy during a freeze window (break-glass principals only; audited)');
+}
+
 program
   .command('dev')
   .description('start a local Temporal dev server (with its Web UI) and a worker; Ctrl-C stops both')
@@ -66,14 +72,19 @@ program
 
 program
   .command('worker')
-  .description('run a worker against TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE')
-  .action(run(async () => (await import('../worker/main.js')).runWorker()));
+  .description('run a worker against TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE, judging requests by a platform policy')
+  .option('--policy <file>', 'the platform policy (default: DEPLOY_AGENT_POLICY)')
+  .action(
+    run(async (options: { policy?: string }) => {
+      if (options.policy) process.env.DEPLOY_AGENT_POLICY = options.policy;
+      return (await import('../worker/main.js')).runWorker();
+    }),
+  );
 
 program
   .command('validate')
-  .description('check a deployment spec offline, with the same checks a deploy starts with')
+  .description('check a service spec offline, with the same checks a deploy starts with')
   .addOption(fileOption)
-  .requiredOption('--env <environment>', 'environment')
   .action(run(validateCommand));
 
 program
@@ -83,6 +94,7 @@ program
   .requiredOption('--env <environment>', 'environment')
   .requiredOption('--version <version>', 'version (the image tag)')
   .option('--reason <text>', 'why, recorded in the history and the report')
+  .addOption(breakGlassOption())
   .option('--wait', 'follow the deployment to its end and exit with its outcome')
   .addOption(timeoutOption())
   .option('--json', 'machine-readable output')
@@ -103,6 +115,7 @@ program
   .requiredOption('--env <environment>', 'environment')
   .option('--to <deployment-id>', 'the deployment whose release to bring back')
   .option('--reason <text>', 'why, recorded in the history and the report')
+  .addOption(breakGlassOption())
   .option('--wait', 'follow the rollback to its end and exit with its outcome')
   .addOption(timeoutOption())
   .option('--json', 'machine-readable output')
@@ -120,6 +133,15 @@ program
   .description('phase, timings against budgets, approvals and errors of a deployment')
   .option('--json', 'machine-readable output')
   .action(run(statusCommand));
+
+program
+  .command('audit')
+  .description('every decision on deployments: requests, votes, overrides and resolves, with who and why')
+  .option('--since <date>', 'only deployments started at or after this date (ISO 8601)')
+  .option('--service <service>')
+  .option('--env <environment>')
+  .option('--json', 'machine-readable output')
+  .action(run(auditCommand));
 
 program
   .command('list')

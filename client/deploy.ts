@@ -1,10 +1,10 @@
 /** deploy-agent deploy: starts a deploy of a version to an environment. */
 import type { Client, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { InvalidInput } from '../domain/failures.js';
-import { resolveEnvironment, versionSchema } from '../domain/spec.js';
+import { nameSchema, versionSchema } from '../domain/spec.js';
 import { connect } from './connection.js';
+import { credentialFor } from './credentials.js';
 import type { OutputOptions } from './output.js';
-import { settings } from './settings.js';
 import { type LoadedSpec, loadSpecFile } from './spec-file.js';
 import { announceAndMaybeWait, startRunbook } from './start.js';
 
@@ -12,6 +12,7 @@ export interface DeployOptions {
   env: string;
   version: string;
   reason?: string;
+  breakGlass?: string;
 }
 
 /** Starts a deploy; an invalid version or a busy environment is refused (`InvalidInput`). */
@@ -19,12 +20,17 @@ export async function startDeploy(
   client: Client,
   loaded: LoadedSpec,
   options: DeployOptions,
-  requestedBy: string,
 ): Promise<WorkflowHandleWithFirstExecutionRunId> {
-  const target = resolveEnvironment(loaded.spec, options.env, loaded.file);
   return startRunbook(client, {
     workflow: 'deployWorkflow',
-    request: { target, version: parseVersion(options.version), requestedBy, reason: options.reason },
+    request: {
+      spec: loaded.document,
+      environment: parseEnvironment(options.env),
+      version: parseVersion(options.version),
+      reason: options.reason,
+      breakGlass: options.breakGlass,
+      credential: await credentialFor('request'),
+    },
   });
 }
 
@@ -34,14 +40,23 @@ function parseVersion(text: string): string {
   return version.data;
 }
 
+/** A service or environment name from a flag: a DNS label, or invalid input naming the flag. */
+export function parseName(flag: string, text: string): string {
+  const name = nameSchema.safeParse(text);
+  if (!name.success) throw new InvalidInput(`${flag} ${text}: ${name.error.issues[0]?.message}`);
+  return name.data;
+}
+
+export const parseEnvironment = (text: string): string => parseName('--env', text);
+
 export async function deployCommand(
   options: DeployOptions & OutputOptions & { file: string; wait?: boolean; timeout?: number },
 ): Promise<number> {
   const loaded = await loadSpecFile(options.file);
   // Bad input is refused before Temporal is asked anything: exit 2, whether or not Temporal is up.
   parseVersion(options.version);
-  resolveEnvironment(loaded.spec, options.env, loaded.file);
+  parseEnvironment(options.env);
   const client = await connect();
-  const handle = await startDeploy(client, loaded, options, settings.identity());
+  const handle = await startDeploy(client, loaded, options);
   return announceAndMaybeWait(handle, options);
 }

@@ -1,17 +1,18 @@
 /** deploy-agent resolve: an operator's answer to a failed compensation, retry or abandon. */
-import type { CompensationDecision } from '../domain/deployment.js';
+import type { ResolveRequest } from '../domain/deployment.js';
 import { resolveCompensationUpdate } from '../workflows/messages.js';
 import { deploymentHandle, sendUpdate } from './connection.js';
 import { printLine } from './output.js';
-import { settings } from './settings.js';
+import { credentialFor } from './credentials.js';
 
 export async function resolveCommand(
   deploymentId: string,
-  decision: Omit<CompensationDecision, 'operator'>,
+  decision: Omit<ResolveRequest, 'credential'>,
 ): Promise<number> {
   const handle = await deploymentHandle(deploymentId);
+  const credential = await credentialFor('vote');
   const answer = await sendUpdate('resolve', () =>
-    handle.executeUpdate(resolveCompensationUpdate, { args: [{ ...decision, operator: settings.identity() }] }),
+    handle.executeUpdate(resolveCompensationUpdate, { args: [{ ...decision, credential }] }),
   );
   printLine(answer);
   return 0;

@@ -1,10 +1,10 @@
 /** deploy-agent rollback: brings back the previous release, or the one a deployment applied. */
 import { parseDeploymentId } from '../domain/deployment.js';
 import { InvalidInput } from '../domain/failures.js';
-import { resolveEnvironment } from '../domain/spec.js';
 import { connect } from './connection.js';
+import { credentialFor } from './credentials.js';
+import { parseEnvironment } from './deploy.js';
 import type { OutputOptions } from './output.js';
-import { settings } from './settings.js';
 import { loadSpecFile } from './spec-file.js';
 import { announceAndMaybeWait, startRunbook } from './start.js';
 
@@ -14,21 +14,29 @@ export interface RollbackOptions extends OutputOptions {
   env: string;
   to?: string;
   reason?: string;
+  breakGlass?: string;
   wait?: boolean;
   /** Milliseconds, with --wait. */
   timeout?: number;
 }
 
 export async function rollbackCommand(options: RollbackOptions): Promise<number> {
-  const { spec } = await loadSpecFile(options.file);
+  const { spec, document } = await loadSpecFile(options.file);
   if (options.service && options.service !== spec.service)
     throw new InvalidInput(`--service ${options.service} does not match service "${spec.service}" of ${options.file}`);
-  const target = resolveEnvironment(spec, options.env, options.file);
+  const environment = parseEnvironment(options.env);
   if (options.to) parseDeploymentId(options.to);
   const client = await connect();
   const handle = await startRunbook(client, {
     workflow: 'rollbackWorkflow',
-    request: { target, toDeploymentId: options.to, requestedBy: settings.identity(), reason: options.reason },
+    request: {
+      spec: document,
+      environment,
+      toDeploymentId: options.to,
+      reason: options.reason,
+      breakGlass: options.breakGlass,
+      credential: await credentialFor('request'),
+    },
   });
   return announceAndMaybeWait(handle, options);
 }

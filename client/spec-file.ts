@@ -1,19 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { LineCounter, parseDocument } from 'yaml';
-import {
-  formatProblem,
-  policyProblems,
-  type ServiceSpec,
-  serviceSpecSchema,
-  type SpecProblem,
-  SpecError,
-} from '../domain/spec.js';
+import { checkSpec, type ServiceSpec, SpecError } from '../domain/spec.js';
+import { parseYamlFile } from '../domain/yaml.js';
 
 export interface LoadedSpec {
   file: string;
-  /** The spec with every path in it made absolute: the worker does not know where the file was. */
   spec: ServiceSpec;
+  /** The document as written, paths made absolute: what the request carries, for the workflow to parse itself. */
+  document: Record<string, unknown>;
 }
 
 /** Reads deploy.yaml: every problem is reported at once, each with its line, the path in the file and what was expected. */
@@ -24,35 +18,18 @@ export async function loadSpecFile(file: string): Promise<LoadedSpec> {
   } catch (error) {
     throw new SpecError(file, [`cannot be read: ${(error as Error).message}`]);
   }
-  const lineCounter = new LineCounter();
-  const document = parseDocument(text, { lineCounter, prettyErrors: false });
-  if (document.errors.length)
-    throw new SpecError(
-      file,
-      document.errors.map(
-        (e) => `line ${lineCounter.linePos(e.pos[0]).line}: YAML syntax: ${e.message.split('\n')[0]}`,
-      ),
-    );
-  // A missing field has no node of its own: it is reported at the closest enclosing one.
-  const at = (path: PropertyKey[]) => {
-    for (let depth = path.length; depth >= 0; depth--) {
-      const node = (depth ? document.getIn(path.slice(0, depth), true) : document.contents) as {
-        range?: number[];
-      } | null;
-      if (node?.range?.[0] !== undefined) return `line ${lineCounter.linePos(node.range[0]).line}: `;
-    }
-    return '';
-  };
-  const located = (problems: readonly SpecProblem[]) => problems.map((p) => `${at(p.path)}${formatProblem(p)}`);
-  const result = serviceSpecSchema.safeParse(document.toJS());
-  if (!result.success) throw new SpecError(file, located(result.error.issues));
-  const spec = result.data;
-  const problems = policyProblems(spec);
-  if (problems.length) throw new SpecError(file, located(problems));
+  const checked = parseYamlFile(text, file, (document) => {
+    const { spec, problems } = checkSpec(document);
+    return { value: spec && { spec, document: document as Record<string, unknown> }, problems };
+  });
+  // The worker does not know where the file was: paths in it are sent absolute.
   const absolute = (path: string) => (isAbsolute(path) ? path : resolve(dirname(file), path));
+  const { spec, document } = checked;
   if (spec.source) spec.source.repository = absolute(spec.source.repository);
   if (spec.release) spec.release.manifests = absolute(spec.release.manifests);
-  for (const env of Object.values(spec.environments))
-    if (env.kubernetes?.kubeconfig) env.kubernetes.kubeconfig = absolute(env.kubernetes.kubeconfig);
-  return { file, spec };
+  const source = document.source as Record<string, unknown> | undefined;
+  const release = document.release as Record<string, unknown> | undefined;
+  if (source && spec.source) source.repository = spec.source.repository;
+  if (release && spec.release) release.manifests = spec.release.manifests;
+  return { file, spec, document };
 }

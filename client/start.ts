@@ -27,7 +27,8 @@ export async function startRunbook(
   runbook: Runbook,
 ): Promise<WorkflowHandleWithFirstExecutionRunId<typeof deployWorkflow | typeof rollbackWorkflow>> {
   const { request } = runbook;
-  const { service, environment } = request.target;
+  const { environment } = request;
+  const service = String(request.spec.service);
   const workflowId = lockId(service, environment);
   const version = runbook.workflow === 'deployWorkflow' ? runbook.request.version : undefined;
   const summary =
@@ -40,7 +41,8 @@ export async function startRunbook(
       workflowId,
       args: [request],
       staticSummary: summary,
-      staticDetails: `requested by ${request.requestedBy}${request.reason ? `: ${request.reason}` : ''}`,
+      // Who asked is known once the worker verified the credential: the status and the report say it.
+      ...(request.reason ? { staticDetails: request.reason } : {}),
       typedSearchAttributes: deploymentSearchAttributes({ service, environment, version, status: 'running' }),
     });
   } catch (error) {

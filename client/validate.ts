@@ -1,21 +1,31 @@
-/** deploy-agent validate: a spec's offline checks, the same a deploy starts with; nothing is started. */
+/**
+ * deploy-agent validate: a service spec's offline checks, the same a deploy's admission starts with; nothing is
+ * started. Whether an environment accepts the service is the platform policy's to say, on the worker.
+ */
 import { loadManifests, prepare } from '../activities/kubernetes/manifests.js';
 import { InvalidInput, messageOf } from '../domain/failures.js';
-import { resolveEnvironment } from '../domain/spec.js';
-import { targetOf } from '../domain/target.js';
+import type { KubernetesTarget } from '../domain/target.js';
 import { printLine } from './output.js';
 import { loadSpecFile } from './spec-file.js';
 
 // The release's image is resolved by a deploy; offline, a stand-in shows where it would go.
 const PLACEHOLDER_DIGEST = `sha256:${'0'.repeat(64)}`;
 
-export async function validateCommand(options: { file: string; env: string }): Promise<number> {
+export async function validateCommand(options: { file: string }): Promise<number> {
   const { spec, file } = await loadSpecFile(options.file);
-  const environment = resolveEnvironment(spec, options.env, options.file);
-  const target = targetOf(environment);
-  let via: string;
-  if (target.kind === 'kubernetes') {
-    // The release's manifests are part of the input: read and checked here as a deploy's validation reads them.
+  let via = 'Docker';
+  if (spec.target === 'kubernetes' && spec.release) {
+    // The namespace is the policy's; the manifests must hold without one.
+    const target: KubernetesTarget = {
+      kind: 'kubernetes',
+      service: spec.service,
+      environment: 'validate',
+      namespace: 'default',
+      manifestsDir: spec.release.manifests,
+      imageRepository: spec.image.repository,
+      historyLimit: 1,
+      fieldManager: 'deploy-agent',
+    };
     const objects = await loadManifests(target).catch((error: unknown) => {
       throw new InvalidInput(`${file}: release.manifests: ${messageOf(error)}`);
     });
@@ -24,8 +34,8 @@ export async function validateCommand(options: { file: string; env: string }): P
       throw new InvalidInput(
         `${file}: release.manifests: no container of the release uses the image repository ${target.imageRepository}`,
       );
-    via = `Kubernetes namespace ${target.namespace}, ${objects.length} objects in ${target.manifestsDir}`;
-  } else via = `Docker at ${target.host}`;
-  printLine(`${file}: valid; ${environment.service} in ${environment.environment} via ${via}`);
+    via = `Kubernetes, ${objects.length} objects in ${target.manifestsDir}`;
+  }
+  printLine(`${file}: valid; ${spec.service} via ${via}`);
   return 0;
 }

@@ -1,5 +1,7 @@
 import { z } from 'zod';
+import { auditEventSchema } from './audit.js';
 import { InvalidInput } from './failures.js';
+import { credentialSchema } from './identity.js';
 import {
   changeSetSchema,
   consistencyReportSchema,
@@ -40,15 +42,29 @@ export type PhaseRecord = z.infer<typeof phaseRecordSchema>;
 export const decisionSchema = z.enum(['approve', 'reject']);
 export type Decision = z.infer<typeof decisionSchema>;
 
-/** The payload of both the approval Update and the approval Signal. */
+/** A vote at an approval gate: the voter is whoever the credential proves, never a name in the payload. */
 export const voteRequestSchema = z.strictObject({
+  decision: decisionSchema,
+  comment: z.string().max(2000).optional(),
+  credential: credentialSchema,
+});
+export type VoteRequest = z.infer<typeof voteRequestSchema>;
+
+/** The vote of runs started before identities were proven: the approver named themselves. */
+export const legacyVoteRequestSchema = z.strictObject({
   approver: z.string().min(1, { error: 'expected the approver identity' }),
   decision: decisionSchema,
   comment: z.string().max(2000).optional(),
 });
-export type VoteRequest = z.infer<typeof voteRequestSchema>;
+export type LegacyVoteRequest = z.infer<typeof legacyVoteRequestSchema>;
 
-export const voteSchema = voteRequestSchema.extend({ at: z.string(), via: z.enum(['update', 'signal']) });
+export const voteSchema = z.object({
+  approver: z.string(),
+  decision: decisionSchema,
+  comment: z.string().optional(),
+  at: z.string(),
+  via: z.enum(['update', 'signal']),
+});
 export type Vote = z.infer<typeof voteSchema>;
 export const refusedVoteSchema = voteSchema.extend({ reason: z.string() });
 export type RefusedVote = z.infer<typeof refusedVoteSchema>;
@@ -62,7 +78,15 @@ export const approvalRecordSchema = z.object({
 });
 export type ApprovalRecord = z.infer<typeof approvalRecordSchema>;
 
-/** An operator's answer to a compensation that failed. */
+/** An operator's answer to a compensation that failed; the operator is whoever the credential proves. */
+export const resolveRequestSchema = z.strictObject({
+  action: z.enum(['retry', 'abandon']),
+  reason: z.string().max(2000).optional(),
+  credential: credentialSchema,
+});
+export type ResolveRequest = z.infer<typeof resolveRequestSchema>;
+
+/** The answer of runs started before identities were proven: the operator named themselves. */
 export const compensationDecisionSchema = z.strictObject({
   action: z.enum(['retry', 'abandon']),
   operator: z.string().min(1),
@@ -107,6 +131,11 @@ export const deploymentStatusSchema = z.object({
   rollback: rollbackReportSchema.optional(),
   errors: z.array(z.string()),
   reportPath: z.string().optional(),
+  /** sha256 of the platform policy the deployment was judged by. */
+  policyHash: z.string().optional(),
+  /** Set when identities were names nobody proved: the worker ran in insecure development mode. */
+  unverifiedIdentities: z.boolean().optional(),
+  audit: z.array(auditEventSchema).optional(),
 });
 export type DeploymentStatus = z.infer<typeof deploymentStatusSchema>;
 

@@ -1,14 +1,14 @@
 /**
  * The Kubernetes target's model: how an environment is reached, what the activities are given, and what a stored
- * revision holds. The connection schema lives with the spec it is part of; it is re-exported here so the target's
+ * revision holds. The connection schema lives with the policy it is part of; it is re-exported here so the target's
  * code has one place to import its model from.
  */
 import { z } from 'zod';
-import { kubernetesEnvironmentSchema } from './spec.js';
+import { kubernetesEnvironmentSchema } from './policy.js';
 
 export type { KubernetesTarget } from './target.js';
 
-/** `kubeconfig` (absolute once the CLI resolved it), `context` and `namespace` of one environment. */
+/** `kubeconfig` (absolute once the worker resolved it), `context` and `namespace` of one environment. */
 export const kubernetesConnectionSchema = kubernetesEnvironmentSchema;
 export type KubernetesConnection = z.infer<typeof kubernetesConnectionSchema>;
 

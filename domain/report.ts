@@ -23,12 +23,19 @@ export function renderReport(status: DeploymentStatus): string {
   const title =
     status.kind === 'deploy' ? `Deploy of ${status.service} ${status.version ?? ''}` : `Rollback of ${status.service}`;
   lines.push(`# ${title.trim()} to ${status.environment}: ${status.state}`, '');
+  if (status.unverifiedIdentities)
+    lines.push(
+      '> **Insecure development mode:** the identities in this report are names nobody proved; the worker accepted',
+      '> them without a token. Never run a worker like this for a real environment.',
+      '',
+    );
   lines.push(`- Deployment: ${status.deploymentId}`);
   lines.push(`- Requested by: ${status.requestedBy}${status.reason ? ` (${status.reason})` : ''}`);
   lines.push(`- Started: ${status.startedAt}${status.finishedAt ? `, finished: ${status.finishedAt}` : ''}`);
   if (status.previous?.present)
     lines.push(`- Previous release: ${status.previous.version ?? '?'} (${status.previous.imageDigest ?? '?'})`);
   if (status.image) lines.push(`- Image: ${status.image.reference}`);
+  if (status.policyHash) lines.push(`- Platform policy: sha256 ${status.policyHash}`);
   lines.push('', '## Phases', ...status.phases.map((p) => `- ${phaseLine(p)}`));
   if (status.checks.length) {
     lines.push('', '## Validation');
@@ -75,6 +82,10 @@ export function renderReport(status: DeploymentStatus): string {
     for (const e of r.errors) lines.push(`- Error: ${e}`);
     for (const d of r.operatorDecisions)
       lines.push(`- Operator ${d.operator} chose ${d.action} at ${d.at}${d.reason ? `: ${d.reason}` : ''}`);
+  }
+  if (status.audit?.length) {
+    lines.push('', '## Audit');
+    for (const e of status.audit) lines.push(`- ${e.at} ${e.action} ${e.outcome}: ${e.actor} - ${e.reason}`);
   }
   if (status.errors.length) lines.push('', '## Errors', ...status.errors.map((e) => `- ${e}`));
   return `${lines.join('\n')}\n`;

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { durationSchema } from './duration.js';
 import { InvalidInput } from './failures.js';
+import type { EnvironmentPolicy } from './policy.js';
 
 /** Time budgets of a deploy's phases, in milliseconds: part of the product, enforced by workflow timers. */
 export const DEFAULT_BUDGETS = {
@@ -12,16 +13,12 @@ export const DEFAULT_BUDGETS = {
 } as const;
 export type BudgetName = keyof typeof DEFAULT_BUDGETS;
 
-const DEFAULT_APPROVAL_DEADLINE = 24 * 3_600_000;
-
 /** DNS-label names: safe in container names, Kubernetes objects, workflow ids and search attributes alike. */
-const nameSchema = z.string({ error: 'expected a name' }).regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, {
+export const nameSchema = z.string({ error: 'expected a name' }).regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, {
   error: 'expected lowercase letters, digits and dashes (a DNS label)',
 });
 
-const identitySchema = z.string().min(1, { error: 'expected a user name' });
-
-const portSchema = z.int({ error: 'expected a port number (1-65535)' }).min(1).max(65535);
+export const portSchema = z.int({ error: 'expected a port number (1-65535)' }).min(1).max(65535);
 
 export const healthCheckSchema = z.strictObject({
   type: z.enum(['http', 'tcp']).default('http'),
@@ -30,58 +27,6 @@ export const healthCheckSchema = z.strictObject({
   interval: durationSchema.default(1_000),
   /** How long a new release has to become healthy before the deploy fails. */
   healthyWithin: durationSchema.default(60_000),
-});
-
-const budgetsSchema = z.strictObject({
-  validate: durationSchema.optional(),
-  trackChanges: durationSchema.optional(),
-  environmentUpdate: durationSchema.optional(),
-  rollback: durationSchema.optional(),
-  report: durationSchema.optional(),
-});
-
-export const dockerEnvironmentSchema = z.strictObject({
-  /** Docker engine address, e.g. unix:///var/run/docker.sock or tcp://127.0.0.1:2375. */
-  host: z.string().regex(/^(unix|tcp|http|https):\/\//, { error: 'expected unix://PATH or tcp://HOST:PORT' }),
-  /** The host port the service's container port is published on. */
-  hostPort: portSchema,
-  hostIp: z.ipv4().default('127.0.0.1'),
-  env: z.record(z.string(), z.string()).default({}),
-});
-
-export const approvalPolicySchema = z
-  .strictObject({
-    required: z.int().min(0).max(10).default(0),
-    approvers: z.array(identitySchema).default([]),
-    deadline: durationSchema.default(DEFAULT_APPROVAL_DEADLINE),
-  })
-  .refine((policy) => policy.required <= policy.approvers.length, {
-    error: 'needs at least as many approvers as required approvals',
-    path: ['approvers'],
-  });
-
-export const kubernetesEnvironmentSchema = z.strictObject({
-  /** A kubeconfig file, relative to the spec; the usual KUBECONFIG or ~/.kube/config when absent. */
-  kubeconfig: z.string().min(1).optional(),
-  /** The kubeconfig context; its current context when absent. */
-  context: z.string().min(1).optional(),
-  namespace: nameSchema,
-});
-
-export const environmentSchema = z.strictObject({
-  /** How to reach this environment: the block matching the spec's target. */
-  docker: dockerEnvironmentSchema.optional(),
-  kubernetes: kubernetesEnvironmentSchema.optional(),
-  /** Who may request deploys and rollbacks here; empty means anyone. */
-  deployers: z.array(identitySchema).default([]),
-  approval: approvalPolicySchema.default({ required: 0, approvers: [], deadline: DEFAULT_APPROVAL_DEADLINE }),
-  /** Production restrictions: deploys need approval and a named list of deployers. */
-  protected: z.boolean().default(false),
-  /** Manual rollbacks need one approver's authorization (from approval.approvers). */
-  rollbackRequiresApproval: z.boolean().default(false),
-  budgets: budgetsSchema.default({}),
-  /** How many replaced releases are kept on the target as rollback points. */
-  historyLimit: z.int().min(1).max(50).default(5),
 });
 
 export const serviceSpecSchema = z
@@ -124,9 +69,6 @@ export const serviceSpecSchema = z
     release: z
       .strictObject({ manifests: z.string().min(1, { error: 'expected a directory of manifests' }) })
       .optional(),
-    environments: z
-      .record(nameSchema, environmentSchema)
-      .refine((envs) => Object.keys(envs).length > 0, { error: 'expected at least one environment' }),
   })
   .superRefine((spec, context) => {
     if (spec.target === 'kubernetes' && !spec.release)
@@ -135,14 +77,32 @@ export const serviceSpecSchema = z
         path: ['release'],
         message: 'missing, expected release.manifests for the kubernetes target',
       });
-    for (const [name, env] of Object.entries(spec.environments))
-      if (!env[spec.target])
-        context.addIssue({
-          code: 'custom',
-          path: ['environments', name, spec.target],
-          message: `missing, expected how to reach this environment with the ${spec.target} target`,
-        });
   });
+
+/**
+ * Fields that belong to the platform policy, which only the worker reads. A spec that carries one is refused
+ * naming it, rather than ignored: its author believes it has an effect.
+ */
+const POLICY_OWNED = [
+  'environments',
+  'approval',
+  'approvers',
+  'deployers',
+  'protected',
+  'rollbackRequiresApproval',
+  'resolvers',
+  'freezes',
+  'breakGlass',
+  'promotedFrom',
+  'budgets',
+  'historyLimit',
+  'docker',
+  'kubernetes',
+  'kubeconfig',
+  'context',
+  'namespace',
+  'host',
+] as const;
 
 export interface SpecProblem {
   path: PropertyKey[];
@@ -154,26 +114,22 @@ export const formatProblem = ({ path, message }: SpecProblem): string =>
 
 const MISSING = /^Invalid input: expected (\w+), received undefined$/;
 
-/** Policy checks that need no network: the same in `deploy-agent validate` and the workflow's validation phase. */
-export function policyProblems(spec: ServiceSpec): SpecProblem[] {
-  const problems: SpecProblem[] = [];
-  for (const [name, env] of Object.entries(spec.environments)) {
-    const at = (...path: string[]) => ['environments', name, ...path];
-    if (env.protected && env.approval.required < 1)
-      problems.push({ path: at('approval', 'required'), message: 'a protected environment needs at least 1 approval' });
-    if (env.protected && env.deployers.length === 0)
-      problems.push({ path: at('deployers'), message: 'a protected environment needs a list of who may deploy' });
-    if (env.rollbackRequiresApproval && env.approval.approvers.length === 0)
-      problems.push({
-        path: at('approval', 'approvers'),
-        message: 'rollback authorization needs at least one approver',
-      });
-    for (const key of Object.keys(env.docker?.env ?? {}).filter((k) => SECRET_NAME.test(k)))
-      problems.push({ path: at('docker', 'env', key), message: SECRET_MESSAGE });
-  }
-  for (const key of Object.keys(spec.container.env).filter((k) => SECRET_NAME.test(k)))
-    problems.push({ path: ['container', 'env', key], message: SECRET_MESSAGE });
-  return problems;
+/** Policy-owned fields a requester put in a service spec. */
+function policyOwnedFields(document: unknown): SpecProblem[] {
+  if (typeof document !== 'object' || document === null) return [];
+  return POLICY_OWNED.filter((key) => Object.hasOwn(document, key)).map((key) => ({
+    path: [key],
+    message:
+      'owned by the platform policy, not the service spec: environments, targets, credentials, approvals and ' +
+      'budgets come from the policy the worker loads',
+  }));
+}
+
+/** Checks that need no network: the same in `deploy-agent validate` and the workflow's validation phase. */
+export function specProblems(spec: ServiceSpec): SpecProblem[] {
+  return Object.keys(spec.container.env)
+    .filter((k) => SECRET_NAME.test(k))
+    .map((key) => ({ path: ['container', 'env', key], message: SECRET_MESSAGE }));
 }
 
 const SECRET_MESSAGE =
@@ -181,39 +137,20 @@ const SECRET_MESSAGE =
 const SECRET_NAME = /(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIALS?)$/i;
 
 export type ServiceSpec = z.infer<typeof serviceSpecSchema>;
-export type EnvironmentSpec = z.infer<typeof environmentSchema>;
 export type HealthCheckSpec = z.infer<typeof healthCheckSchema>;
-export type ApprovalPolicy = z.infer<typeof approvalPolicySchema>;
 export type Budgets = Record<BudgetName, number>;
 
 export const versionSchema = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, { error: 'expected a version usable as an image tag, like 1.4.2' });
 
-export function budgetsOf(environment: EnvironmentSpec): Budgets {
-  return { ...DEFAULT_BUDGETS, ...stripUndefined(environment.budgets) };
-}
-
-function stripUndefined<T extends object>(value: T): Partial<T> {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
-
 /** Everything a deploy or rollback workflow needs about one environment of one service. */
 export interface ServiceEnvironment {
   service: string;
   environment: string;
   spec: ServiceSpec;
-  settings: EnvironmentSpec;
+  settings: EnvironmentPolicy;
   budgets: Budgets;
-}
-
-export function resolveEnvironment(spec: ServiceSpec, environment: string, file = 'the spec'): ServiceEnvironment {
-  const settings = spec.environments[environment];
-  if (!settings) {
-    const known = Object.keys(spec.environments).join(', ');
-    throw new SpecError(file, [`environments.${environment}: not defined (defined: ${known})`]);
-  }
-  return { service: spec.service, environment, spec, settings, budgets: budgetsOf(settings) };
 }
 
 /** A spec that failed validation: one line per problem, each naming the file and the path inside it. */
@@ -231,11 +168,21 @@ export function describeIssues(issues: readonly z.core.$ZodIssue[]): string[] {
   return issues.map(formatProblem);
 }
 
-/** Validates an already-parsed document; pure, so workflows and the CLI run the very same checks. */
+/** Every problem of a parsed document, or the spec: pure, so workflows and the CLI run the very same checks. */
+export function checkSpec(document: unknown): { spec?: ServiceSpec; problems: SpecProblem[] } {
+  const owned = policyOwnedFields(document);
+  const cleaned =
+    owned.length && typeof document === 'object' && document !== null
+      ? Object.fromEntries(Object.entries(document).filter(([key]) => !owned.some((p) => p.path[0] === key)))
+      : document;
+  const result = serviceSpecSchema.safeParse(cleaned);
+  if (!result.success) return { problems: [...owned, ...result.error.issues] };
+  const problems = [...owned, ...specProblems(result.data)];
+  return problems.length ? { problems } : { spec: result.data, problems };
+}
+
 export function parseSpec(document: unknown, file: string): ServiceSpec {
-  const result = serviceSpecSchema.safeParse(document);
-  if (!result.success) throw new SpecError(file, describeIssues(result.error.issues));
-  const problems = policyProblems(result.data);
-  if (problems.length) throw new SpecError(file, problems.map(formatProblem));
-  return result.data;
+  const { spec, problems } = checkSpec(document);
+  if (!spec) throw new SpecError(file, problems.map(formatProblem));
+  return spec;
 }

@@ -13,6 +13,8 @@ export interface DockerTarget {
   environment: string;
   host: string;
   hostIp: string;
+  /** Paths of the engine's CA and the worker's client certificate, when the engine requires TLS. */
+  tls?: { ca: string; cert: string; key: string };
   hostPort: number;
   containerPort: number;
   env: Record<string, string>;
@@ -26,6 +28,8 @@ export interface KubernetesTarget {
   environment: string;
   kubeconfig?: string;
   context?: string;
+  /** Whether the kubeconfig's user may run a credential program (exec, auth-provider). */
+  allowExecCredentials?: boolean;
   namespace: string;
   manifestsDir: string;
   imageRepository: string;
@@ -46,18 +50,20 @@ export function targetOf({ service, environment, spec, settings }: ServiceEnviro
       imageRepository: spec.image.repository,
       fieldManager: 'deploy-agent',
     };
-  if (spec.target === 'docker' && settings.docker)
+  const hostPort = settings.docker?.ports[service];
+  if (spec.target === 'docker' && settings.docker && hostPort !== undefined)
     return {
       kind: 'docker',
       ...common,
       host: settings.docker.host,
+      tls: settings.docker.tls,
       hostIp: settings.docker.hostIp,
-      hostPort: settings.docker.hostPort,
+      hostPort,
       containerPort: spec.container.port,
       env: { ...spec.container.env, ...settings.docker.env },
     };
-  // The spec schema makes this unreachable; kept so a hand-made request fails loudly.
-  throw fail('invalid', `environment ${environment} has no ${spec.target} settings`);
+  // Admission refuses this first; kept so that no other path reaches a target the policy does not describe.
+  throw fail('invalid', `the platform policy gives ${service} no ${spec.target} target in ${environment}`);
 }
 
 /** What validation learns from a target: what it is, what runs there now, and what stands in the way. */

@@ -19,7 +19,9 @@ import { workflowLink } from '../client/settings.js';
 import { loadSpecFile } from '../client/spec-file.js';
 import { fetchStatus } from '../client/status.js';
 import { castVote } from '../client/vote.js';
+import { voteSignal } from '../workflows/messages.js';
 import { startDevStack } from './dev.js';
+import { writePolicy } from './policy.js';
 import { buildServiceImage, startLocalDockerStack } from './docker.js';
 import { startKubeControlPlane } from './kube.js';
 import { freePort } from './processes.js';
@@ -64,20 +66,22 @@ interface Prepared {
   specFor: (release: Release) => Promise<string>;
   /** Where the live release can be seen. */
   where: string;
+  /** How the worker reaches production: the target block of the platform policy. */
+  production: Record<string, unknown>;
 }
 
 type DockerStack = Awaited<ReturnType<typeof startLocalDockerStack>>;
 
 async function prepareDocker(workDir: string, docker: DockerStack): Promise<Prepared> {
-  const values = {
-    REGISTRY: docker.registry.address,
-    DOCKER_HOST: docker.engine.dockerHost,
-    STAGING_PORT: String(await freePort()),
-    PRODUCTION_PORT: String(await freePort()),
-  };
+  const port = await freePort();
   const specFile = join(workDir, 'deploy.yaml');
-  await writeFile(specFile, fill(await readFile(join(EXAMPLES, 'demo', 'deploy.yaml'), 'utf8'), values));
-  return { specFor: () => Promise.resolve(specFile), where: `on http://127.0.0.1:${values.PRODUCTION_PORT}/version` };
+  const template = await readFile(join(EXAMPLES, 'demo', 'deploy.yaml'), 'utf8');
+  await writeFile(specFile, fill(template, { REGISTRY: docker.registry.address }));
+  return {
+    specFor: () => Promise.resolve(specFile),
+    where: `on http://127.0.0.1:${port}/version`,
+    production: { docker: { host: docker.engine.dockerHost, ports: { 'web-shop': port }, env: { LOG_LEVEL: 'info' } } },
+  };
 }
 
 async function prepareKubernetes(
@@ -95,6 +99,7 @@ async function prepareKubernetes(
   const template = await readFile(join(EXAMPLES, 'demo', 'deploy-kubernetes.yaml'), 'utf8');
   return {
     where: `in namespace shop (kubeconfig ${plane.kubeconfigPath})`,
+    production: { kubernetes: { kubeconfig: plane.kubeconfigPath, namespace: 'shop' } },
     specFor: async (release) => {
       const manifests = join(workDir, 'manifests', release.manifests);
       await cp(join(EXAMPLES, 'kubernetes', release.manifests), manifests, { recursive: true });
@@ -104,9 +109,27 @@ async function prepareKubernetes(
           fill(await readFile(join(manifests, file), 'utf8'), { REGISTRY: docker.registry.address }),
         );
       const specFile = join(workDir, `deploy-${release.version}.yaml`);
-      const values = { REGISTRY: docker.registry.address, MANIFESTS: manifests, KUBECONFIG: plane.kubeconfigPath };
+      const values = { REGISTRY: docker.registry.address, MANIFESTS: manifests };
       await writeFile(specFile, fill(template, values));
       return specFile;
+    },
+  };
+}
+
+/** The demo's platform policy: production is protected, approvals by a named user or a group. */
+function demoPolicy(workDir: string, production: Record<string, unknown>): Record<string, unknown> {
+  return {
+    // Names nobody proves: every report of this mode says so. A real worker verifies OpenID Connect tokens.
+    identity: { insecureDevMode: true },
+    sourceRoots: [workDir],
+    environments: {
+      production: {
+        ...production,
+        protected: true,
+        deployers: ['ci-bot'],
+        approval: { required: 1, approvers: ['alice', 'group:release-managers', 'bob'], deadline: '24h' },
+        rollbackRequiresApproval: true,
+      },
     },
   };
 }
@@ -131,7 +154,9 @@ export async function demoCommand(options: { exit?: boolean; target?: string }):
     }
     await createSourceRepository(join(workDir, 'web-shop-source'));
     const prepare = target === 'kubernetes' ? prepareKubernetes : prepareDocker;
-    const { specFor, where } = await prepare(workDir, docker, stops);
+    const { specFor, where, production } = await prepare(workDir, docker, stops);
+    const policyFile = await writePolicy(join(workDir, 'policy.yaml'), demoPolicy(workDir, production));
+    printLine(`Platform policy (the worker's, not the requester's): ${policyFile}`);
 
     const port = await portOr(7233);
     const uiPort = await portOr(port + 1000);
@@ -141,6 +166,7 @@ export async function demoCommand(options: { exit?: boolean; target?: string }):
       port,
       uiPort,
       reportsDir,
+      policyFile,
       db: join(workDir, 'temporal.db'),
       logLevel: 'ERROR',
     });
@@ -151,17 +177,23 @@ export async function demoCommand(options: { exit?: boolean; target?: string }):
 
     const client = await connect();
     const outcomes: string[] = [];
+    process.env.DEPLOY_AGENT_USER = 'ci-bot';
     for (const [index, release] of RELEASES.entries()) {
       const approver = index % 2 === 0 ? 'alice' : 'bob';
       printLine(`\n== ci-bot deploys web-shop ${release.version} to production ==`);
       const spec = await loadSpecFile(await specFor(release));
-      const handle = await startDeploy(client, spec, { env: 'production', version: release.version }, 'ci-bot');
+      const handle = await startDeploy(client, spec, { env: 'production', version: release.version });
       const deploymentId = deploymentIdOf(handle.workflowId, handle.firstExecutionRunId);
       printLine(`deployment ${deploymentId}\n${workflowLink(handle.workflowId, handle.firstExecutionRunId)}`);
       const progress = follow(handle, { live: true });
       await waitUntilAwaitingApproval(handle);
+      await showForgedVotes(handle, approver);
       printLine(`  ${approver} approves`);
-      await castVote(handle, { approver, decision: 'approve', comment: `demo approval of ${release.version}` });
+      await castVote(handle, {
+        decision: 'approve',
+        comment: `demo approval of ${release.version}`,
+        credential: { kind: 'insecure-dev', user: approver },
+      });
       const outcome = await progress;
       if (outcome.kind !== 'status') throw new Error(`deployment ${deploymentId}: ${outcome.kind}`);
       const { status } = outcome;
@@ -180,6 +212,19 @@ export async function demoCommand(options: { exit?: boolean; target?: string }):
     for (const stop of stops) await stop().catch((error: unknown) => printLine(`cleanup: ${String(error)}`));
     await rm(workDir, { recursive: true, force: true });
   }
+}
+
+/** What an attacker tries at the gate, refused next to the real approval: a vote in someone else's name, a self-approval. */
+async function showForgedVotes(handle: WorkflowHandle, approver: string): Promise<void> {
+  await handle.signal(voteSignal, { approver, decision: 'approve' });
+  const selfApproval = await castVote(handle, {
+    decision: 'approve',
+    credential: { kind: 'insecure-dev', user: 'ci-bot' },
+  }).catch((error: unknown) => (error as Error).message);
+  const status = await fetchStatus(handle);
+  const forged = status.approval?.refused.find((r) => r.via === 'signal');
+  printLine(`  a Signal claiming to be ${approver}: refused (${forged?.reason ?? 'not recorded yet'})`);
+  printLine(`  ci-bot approving its own deploy: ${String(selfApproval)}`);
 }
 
 async function waitUntilAwaitingApproval(handle: WorkflowHandle): Promise<void> {

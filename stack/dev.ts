@@ -1,10 +1,12 @@
 /** `deploy-agent dev`: a local Temporal dev server and a worker, for development, the demo and the end-to-end tests. */
+import { resolve } from 'node:path';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { printLine } from '../client/output.js';
 import { allSearchAttributes } from '../workflows/messages.js';
-import { createWorker, reportsDirFromEnv } from '../worker/index.js';
+import { createWorker, policyFileFromEnv, reportsDirFromEnv } from '../worker/index.js';
 import { untilInterrupted } from '../worker/main.js';
+import { devPolicy, writePolicy } from './policy.js';
 import { temporalCliPath } from './temporal.js';
 
 export interface DevStack {
@@ -20,6 +22,8 @@ export interface DevStackOptions {
   uiPort: number;
   db?: string;
   reportsDir: string;
+  /** The platform policy the worker judges by. */
+  policyFile: string;
   /** The worker's log level; the demo keeps activity failures out of its own narrative. */
   logLevel?: 'WARN' | 'ERROR';
   /** False: the server only, for tests that run (and kill) workers as processes of their own. */
@@ -44,7 +48,12 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
   const worker =
     options.worker === false
       ? undefined
-      : await createWorker({ connection: environment.nativeConnection, namespace, reportsDir: options.reportsDir });
+      : await createWorker({
+          connection: environment.nativeConnection,
+          namespace,
+          reportsDir: options.reportsDir,
+          policyFile: options.policyFile,
+        });
   const running = worker?.run();
   return {
     address: `127.0.0.1:${options.port}`,
@@ -59,11 +68,17 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
 }
 
 export async function devCommand(options: { port: string; uiPort: string; db?: string }): Promise<number> {
+  let policyFile = policyFileFromEnv();
+  if (!policyFile) {
+    policyFile = await writePolicy(resolve('.deploy-agent', 'dev-policy.yaml'), devPolicy(process.cwd()));
+    printLine(`Platform policy: ${policyFile} (insecure dev mode; add your services' ports, or set DEPLOY_AGENT_POLICY)`);
+  }
   const stack = await startDevStack({
     port: Number(options.port),
     uiPort: Number(options.uiPort),
     db: options.db,
     reportsDir: reportsDirFromEnv(),
+    policyFile,
   });
   printLine(`Temporal dev server: ${stack.address} (namespace ${stack.namespace})`);
   printLine(`Temporal Web UI:     ${stack.uiUrl}`);

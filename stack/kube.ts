@@ -9,7 +9,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { stringify as toYaml } from 'yaml';
+import { parse as parseYaml, parseAllDocuments, stringify as toYaml } from 'yaml';
 import { freePort, startProcess, waitUntilReady, type ManagedProcess } from './processes.js';
 
 export interface KubeControlPlaneOptions {
@@ -147,6 +147,7 @@ interface RequestOptions {
   token?: string;
   ca?: string;
   body?: unknown;
+  contentType?: string;
   timeoutMs?: number;
 }
 
@@ -156,7 +157,7 @@ function request(url: string, options: RequestOptions = {}): Promise<HttpResult>
   const headers: Record<string, string> = { Accept: 'application/json' };
   if (options.token) headers.Authorization = `Bearer ${options.token}`;
   if (body !== undefined) {
-    headers['Content-Type'] = 'application/json';
+    headers['Content-Type'] = options.contentType ?? 'application/json';
     headers['Content-Length'] = String(Buffer.byteLength(body));
   }
   return new Promise((resolve, reject) => {
@@ -209,15 +210,15 @@ async function waitFor<T>(
 
 // ---------------------------------------------------------------------------------------------------------------
 
-function writeKubeconfig(file: string, server: string, caPem: string, token: string): Promise<void> {
+function writeKubeconfig(file: string, server: string, caPem: string, token: string, user = 'admin'): Promise<void> {
   const config = {
     apiVersion: 'v1',
     kind: 'Config',
     clusters: [
       { name: CONTEXT, cluster: { server, 'certificate-authority-data': Buffer.from(caPem).toString('base64') } },
     ],
-    users: [{ name: 'admin', user: { token } }],
-    contexts: [{ name: CONTEXT, context: { cluster: CONTEXT, user: 'admin' } }],
+    users: [{ name: user, user: { token } }],
+    contexts: [{ name: CONTEXT, context: { cluster: CONTEXT, user } }],
     'current-context': CONTEXT,
     preferences: {},
   };
@@ -475,4 +476,130 @@ export async function startKubeControlPlane(
     await stop();
     throw err;
   }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+export interface WorkerKubeconfigOptions {
+  /** Namespaces the worker deploys to: each gets the example's Role and RoleBinding, and is created if missing. */
+  namespaces: string[];
+  /** Where to write the kubeconfig (mode 0600). */
+  file: string;
+  /** Lifetime of the ServiceAccount's token; the default (a day) outlasts any test run. */
+  expirationSeconds?: number;
+}
+
+export interface WorkerKubeconfig {
+  /** Kubeconfig with a single context named "local": the plane's server and CA, the ServiceAccount's bearer token. */
+  kubeconfigPath: string;
+  /** The user the API server sees, as its 403 messages name it: system:serviceaccount:NAMESPACE:NAME. */
+  username: string;
+}
+
+/** The example every deployment of the worker starts from: tests grant exactly what the documentation does. */
+const WORKER_RBAC = ['examples', 'kubernetes', 'worker-rbac.yaml'];
+const DEFAULT_TOKEN_SECONDS = 24 * 3600;
+const STACK_FIELD_MANAGER = 'deploy-agent-stack';
+// The example names its per-namespace documents for one placeholder namespace; they are copied for each one asked.
+const PER_NAMESPACE = new Set(['Role', 'RoleBinding']);
+const RBAC_BASE = '/apis/rbac.authorization.k8s.io/v1';
+const RESOURCES: Record<string, { base: string; plural: string; namespaced: boolean }> = {
+  ServiceAccount: { base: '/api/v1', plural: 'serviceaccounts', namespaced: true },
+  Role: { base: RBAC_BASE, plural: 'roles', namespaced: true },
+  RoleBinding: { base: RBAC_BASE, plural: 'rolebindings', namespaced: true },
+  ClusterRole: { base: RBAC_BASE, plural: 'clusterroles', namespaced: false },
+  ClusterRoleBinding: { base: RBAC_BASE, plural: 'clusterrolebindings', namespaced: false },
+};
+
+interface RbacObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string };
+}
+
+async function readWorkerRbac(): Promise<RbacObject[]> {
+  const file = path.join(repoRoot(), ...WORKER_RBAC);
+  const objects: RbacObject[] = [];
+  for (const document of parseAllDocuments(await readFile(file, 'utf8'))) {
+    if (document.errors[0]) throw new Error(`kube: ${file}: ${document.errors[0].message}`);
+    const object = document.toJS() as RbacObject | null;
+    if (!object) continue;
+    if (!RESOURCES[object.kind]) throw new Error(`kube: ${file}: ${object.kind} is not expected in the worker's RBAC`);
+    objects.push(object);
+  }
+  return objects;
+}
+
+/**
+ * A kubeconfig for the worker's ServiceAccount with exactly the rights examples/kubernetes/worker-rbac.yaml grants in
+ * each of `namespaces`: tests that run the worker with it fail on any call the example forgot to allow, before a real
+ * cluster does.
+ */
+export async function workerKubeconfig(
+  plane: KubeControlPlane,
+  options: WorkerKubeconfigOptions,
+): Promise<WorkerKubeconfig> {
+  if (options.namespaces.length === 0) throw new Error('kube: the worker needs at least one namespace');
+  // The admin kubeconfig's CA, not a file of the plane's: the worker must trust exactly what the admin trusts.
+  const adminConfig = parseYaml(await readFile(plane.kubeconfigPath, 'utf8')) as {
+    clusters: { cluster: { 'certificate-authority-data': string } }[];
+  };
+  const caData = adminConfig.clusters[0]?.cluster['certificate-authority-data'];
+  if (!caData) throw new Error(`kube: ${plane.kubeconfigPath} holds no certificate authority`);
+  const caPem = Buffer.from(caData, 'base64').toString('utf8');
+  const admin = async (what: string, urlPath: string, init: RequestOptions, ok: number[]): Promise<string> => {
+    const res = await request(plane.server + urlPath, { ...init, token: plane.token, ca: caPem });
+    if (!ok.includes(res.status)) throw new Error(`kube: ${what}: HTTP ${res.status} ${res.body}`);
+    return res.body;
+  };
+
+  const objects = (await readWorkerRbac()).flatMap((object) =>
+    PER_NAMESPACE.has(object.kind)
+      ? options.namespaces.map((namespace) => ({ ...object, metadata: { ...object.metadata, namespace } }))
+      : [object],
+  );
+  const accounts = objects.filter((o) => o.kind === 'ServiceAccount');
+  const account = accounts[0];
+  if (accounts.length !== 1 || !account?.metadata.namespace)
+    throw new Error(`kube: ${WORKER_RBAC.join('/')} must hold exactly one ServiceAccount, with its namespace`);
+
+  const namespaces = new Set(objects.flatMap((o) => (o.metadata.namespace ? [o.metadata.namespace] : [])));
+  for (const name of namespaces)
+    await admin(
+      `creating namespace ${name}`,
+      '/api/v1/namespaces',
+      { method: 'POST', body: { metadata: { name } } },
+      [201, 409],
+    );
+  for (const object of objects) {
+    const resource = RESOURCES[object.kind] as (typeof RESOURCES)[string];
+    const scope = resource.namespaced ? `/namespaces/${object.metadata.namespace}` : '';
+    const query = new URLSearchParams({ fieldManager: STACK_FIELD_MANAGER, force: 'true' });
+    await admin(
+      `applying ${object.kind} ${object.metadata.namespace ?? ''}/${object.metadata.name}`,
+      `${resource.base}${scope}/${resource.plural}/${object.metadata.name}?${query.toString()}`,
+      { method: 'PATCH', body: object, contentType: 'application/apply-patch+yaml' },
+      [200, 201],
+    );
+  }
+
+  const { name, namespace } = account.metadata;
+  const body = await admin(
+    `requesting a token for ServiceAccount ${namespace}/${name}`,
+    `/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`,
+    {
+      method: 'POST',
+      body: {
+        apiVersion: 'authentication.k8s.io/v1',
+        kind: 'TokenRequest',
+        spec: { expirationSeconds: options.expirationSeconds ?? DEFAULT_TOKEN_SECONDS },
+      },
+    },
+    [200, 201],
+  );
+  const token = (JSON.parse(body) as { status?: { token?: string } }).status?.token;
+  if (!token) throw new Error(`kube: the TokenRequest for ${namespace}/${name} returned no token`);
+  const kubeconfigPath = path.resolve(options.file);
+  await writeKubeconfig(kubeconfigPath, plane.server, caPem, token, name);
+  return { kubeconfigPath, username: `system:serviceaccount:${namespace}:${name}` };
 }

@@ -44,3 +44,8 @@ export async function createWorker({
 export function reportsDirFromEnv(): string {
   return process.env.DEPLOY_AGENT_REPORTS_DIR ?? 'deploy-reports';
 }
+
+/** The platform policy the worker judges by: `--policy FILE` or DEPLOY_AGENT_POLICY. */
+export function policyFileFromEnv(): string | undefined {
+  return process.env.DEPLOY_AGENT_POLICY;
+}

@@ -1,13 +1,15 @@
 /**
  * The worker process: `node dist/worker/main.js` (the container's command), or `deploy-agent worker`. It polls
- * TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE with the workflow bundle `npm run build` wrote, until SIGINT or SIGTERM.
+ * the Temporal the CLI reaches (TEMPORAL_* variables or a temporal.toml profile: address, namespace, TLS, API key)
+ * with the workflow bundle `npm run build` wrote, until SIGINT or SIGTERM.
  */
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { NativeConnection, Runtime, TransportError } from '@temporalio/worker';
-import { settings } from '../client/settings.js';
-import { CliFailure, messageOf, TemporalUnreachable } from '../domain/failures.js';
-import { createWorker, reportsDirFromEnv } from './index.js';
+import { connectionSettings } from '../client/settings.js';
+import { loadPolicyFile } from '../activities/policy.js';
+import { CliFailure, InvalidInput, messageOf, TemporalUnreachable } from '../domain/failures.js';
+import { createWorker, policyFileFromEnv, reportsDirFromEnv } from './index.js';
 import { pinoLogger, serveMetrics } from './observability.js';
 
 /** Runs a worker until the process is interrupted; the answer is the process exit code. */
@@ -18,18 +20,24 @@ export async function runWorker(): Promise<number> {
     ? await serveMetrics(Number(metricsPort), process.env.DEPLOY_AGENT_METRICS_HOST)
     : undefined;
   try {
-    const address = settings.address();
-    const connection = await NativeConnection.connect({ address }).catch((error: unknown) => {
-      // The worker's native connection reports a server it cannot reach as a TransportError.
+    // A worker without a valid policy would refuse every deployment: it refuses to start instead (exit 2).
+    const policyFile = policyFileFromEnv();
+    if (!policyFile) throw new InvalidInput('no platform policy: pass --policy FILE or set DEPLOY_AGENT_POLICY');
+    await loadPolicyFile(policyFile);
+    const { address, namespace, tls, apiKey, metadata } = connectionSettings();
+    const connection = await NativeConnection.connect({ address, tls, apiKey, metadata }).catch((error: unknown) => {
+      // The worker's native connection reports a server it cannot reach, a failed TLS handshake and a refused
+      // certificate or API key all as a TransportError.
       throw error instanceof TransportError ? new TemporalUnreachable(address, error) : error;
     });
     try {
       const worker = await createWorker({
         connection,
-        namespace: settings.namespace(),
+        namespace,
         reportsDir: reportsDirFromEnv(),
+        policyFile,
       });
-      process.stdout.write(`worker polling ${address} namespace ${settings.namespace()}\n`);
+      process.stdout.write(`worker polling ${address} namespace ${namespace}\n`);
       const running = worker.run();
       await Promise.race([running, untilInterrupted()]);
       if (worker.getState() === 'RUNNING') worker.shutdown();

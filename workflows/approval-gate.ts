@@ -1,77 +1,154 @@
-import { condition, setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, condition, setHandler } from '@temporalio/workflow';
+import { bounded, MAX_REFUSED_KEPT } from '../domain/audit.js';
 import { refuseVote } from '../domain/authorization.js';
 import { fail } from '../domain/failures.js';
-import { type ApprovalRecord, type Vote, type VoteRequest, voteRequestSchema } from '../domain/deployment.js';
+import {
+  type ApprovalRecord,
+  type Decision,
+  legacyVoteRequestSchema,
+  type Vote,
+  voteRequestSchema,
+} from '../domain/deployment.js';
+import { describeIdentity, type Identity } from '../domain/identity.js';
 import { describeIssues } from '../domain/spec.js';
+import type { Verifier } from './admission.js';
 import { voteSignal, voteUpdate } from './messages.js';
 import type { Runbook } from './runbook.js';
 
 export interface GatePolicy {
   required: number;
+  /** Users and `group:<name>` principals. */
   approvers: string[];
   deadlineMs: number;
 }
 
 /**
- * The approval gate. Votes arrive as an Update (refused before reaching history when invalid) or as a Signal
- * (an invalid one is kept as a refused attempt); both go through the same authorization check.
+ * The approval gate. A vote is an Update carrying a token: malformed ones are refused before they reach history;
+ * the others are counted only once the worker has verified the token and the policy names the voter. A Signal
+ * cannot carry a proof the gate could answer about, so a vote by Signal is recorded as refused.
+ * Runs started before identities were proven keep the votes of their time: a named approver, Update or Signal.
  */
 export class ApprovalGate {
   private open = false;
   private readonly deadlineMs: number;
+  private readonly usedTokenIds: string[] = [];
   readonly record: ApprovalRecord;
 
   constructor(
     private readonly runbook: Runbook,
     policy: GatePolicy,
+    private readonly verifier: Verifier,
   ) {
     this.record = { required: policy.required, approvers: policy.approvers, votes: [], refused: [] };
     runbook.status.approval = this.record;
     this.deadlineMs = policy.deadlineMs;
-    setHandler(voteUpdate, (vote) => this.count(vote, 'update'), {
+    if (verifier.kind === 'legacy') this.acceptNamedVotes();
+    else this.acceptProvenVotes(verifier);
+  }
+
+  private acceptProvenVotes(verifier: Extract<Verifier, { kind: 'proven' }>): void {
+    setHandler(
+      voteUpdate,
+      async (vote) => {
+        const { decision, comment, credential } = voteRequestSchema.parse(vote);
+        let voter: Identity;
+        try {
+          voter = await verifier.verify(credential, verifier.maxVoteTokenAgeMs);
+        } catch (error) {
+          throw this.refuse({ user: '(unproven)', decision, comment }, 'update', messageOf(error));
+        }
+        const reason = this.judge(voter, decision);
+        if (reason) throw this.refuse({ user: describeIdentity(voter), decision, comment }, 'update', reason);
+        if (voter.tokenId) this.usedTokenIds.push(voter.tokenId);
+        return this.count({ user: voter.user, decision, comment }, 'update');
+      },
+      {
+        validator: (vote) => {
+          const parsed = voteRequestSchema.safeParse(vote);
+          if (!parsed.success) throw new Error(`invalid vote: ${describeIssues(parsed.error.issues).join('; ')}`);
+          if (!this.open) throw new Error(`not awaiting approval (current phase: ${this.runbook.status.phase})`);
+        },
+      },
+    );
+    setHandler(voteSignal, (vote) => {
+      this.refuse(
+        this.unproven(vote),
+        'signal',
+        'a vote by Signal carries no proof of identity; vote with `deploy-agent approve` or `reject`',
+      );
+    });
+  }
+
+  private acceptNamedVotes(): void {
+    const refusal = (vote: unknown) => {
+      const parsed = legacyVoteRequestSchema.safeParse(vote);
+      if (!parsed.success) return `invalid vote: ${describeIssues(parsed.error.issues).join('; ')}`;
+      return this.judge({ user: parsed.data.approver, groups: [], proof: 'insecure-dev' }, parsed.data.decision);
+    };
+    setHandler(voteUpdate, (vote) => this.count(this.unproven(vote), 'update'), {
       validator: (vote) => {
-        const reason = this.refusal(vote);
+        const reason = refusal(vote);
         if (reason) throw new Error(reason);
       },
     });
     setHandler(voteSignal, (vote) => {
-      const reason = this.refusal(vote);
-      if (reason) this.record.refused.push({ ...this.stamp(vote, 'signal'), reason });
-      else this.count(vote, 'signal');
+      const reason = refusal(vote);
+      if (reason) this.refuse(this.unproven(vote), 'signal', reason);
+      else this.count(this.unproven(vote), 'signal');
     });
   }
 
-  private refusal(vote: unknown): string | undefined {
-    const parsed = voteRequestSchema.safeParse(vote);
-    if (!parsed.success) return `invalid vote: ${describeIssues(parsed.error.issues).join('; ')}`;
+  private judge(voter: Identity, decision: Decision): string | undefined {
     const { status } = this.runbook;
     return refuseVote(
       {
         open: this.open,
         phase: status.phase,
         environment: status.environment,
-        requestedBy: status.requestedBy,
+        requestedBy: this.runbook.requester,
         approvers: this.record.approvers,
         votes: this.record.votes,
+        usedTokenIds: this.usedTokenIds,
       },
-      parsed.data,
+      voter,
+      decision,
     );
   }
 
-  /** A vote as recorded; a refused Signal's payload may be anything, so nothing here may throw. */
-  private stamp(vote: VoteRequest, via: Vote['via']): Vote {
-    const { approver, decision, comment } = (vote ?? {}) as Partial<Record<keyof VoteRequest, unknown>>;
+  /** What a payload that may be anything says, read without calling anything it defines. */
+  private unproven(vote: unknown): Ballot {
+    const { approver, decision, comment } = (typeof vote === 'object' && vote !== null ? vote : {}) as Record<
+      string,
+      unknown
+    >;
     return {
-      approver: asText(approver),
+      user: asText(approver),
       decision: decision === 'approve' ? 'approve' : 'reject',
-      comment: typeof comment === 'string' ? comment.slice(0, 2000) : undefined,
+      comment: typeof comment === 'string' ? comment : undefined,
+    };
+  }
+
+  private stamp({ user, decision, comment }: Ballot, via: Vote['via']): Vote {
+    return {
+      approver: bounded(user),
+      decision,
+      comment: comment === undefined ? undefined : bounded(comment, 2000),
       at: new Date().toISOString(),
       via,
     };
   }
 
-  private count(vote: VoteRequest, via: Vote['via']): ApprovalRecord {
-    this.record.votes.push(this.stamp(vote, via));
+  /** Records a refused vote (a bounded number of them) and its audit event; the error answers the voter. */
+  private refuse(ballot: Ballot, via: Vote['via'], reason: string): ApplicationFailure {
+    if (this.record.refused.length < MAX_REFUSED_KEPT)
+      this.record.refused.push({ ...this.stamp(ballot, via), reason: bounded(reason, 500) });
+    this.runbook.audit('vote', 'refused', ballot.user, `${ballot.decision} by ${via}: ${reason}`);
+    return fail('forbidden', `vote refused: ${reason}`);
+  }
+
+  private count(ballot: Ballot, via: Vote['via']): ApprovalRecord {
+    this.record.votes.push(this.stamp(ballot, via));
+    this.runbook.audit('vote', 'accepted', ballot.user, `${ballot.decision} by ${via}`);
     return this.record;
   }
 
@@ -107,12 +184,24 @@ export class ApprovalGate {
   }
 }
 
+interface Ballot {
+  user: string;
+  decision: Decision;
+  comment?: string;
+}
+
 /** Any value as bounded text, without calling anything it defines (a hostile toString would throw). */
 function asText(value: unknown): string {
-  if (typeof value === 'string') return value.slice(0, 200);
+  if (typeof value === 'string') return bounded(value);
   try {
-    return (JSON.stringify(value) ?? typeof value).slice(0, 200);
+    return bounded(JSON.stringify(value) ?? typeof value);
   } catch {
     return `(${typeof value})`;
   }
+}
+
+function messageOf(error: unknown): string {
+  const cause = (error as { cause?: unknown }).cause;
+  if (cause instanceof Error) return cause.message;
+  return error instanceof Error ? error.message : String(error);
 }

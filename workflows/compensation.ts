@@ -1,9 +1,17 @@
 import { CancellationScope, condition, setHandler } from '@temporalio/workflow';
-import { type CompensationDecision, compensationDecisionSchema, type RollbackReport } from '../domain/deployment.js';
+import { refuseResolver } from '../domain/authorization.js';
+import {
+  type CompensationDecision,
+  compensationDecisionSchema,
+  resolveRequestSchema,
+  type RollbackReport,
+} from '../domain/deployment.js';
+import { describeIdentity, type Identity } from '../domain/identity.js';
 import type { ConsistencyReport, ReleaseState } from '../domain/release.js';
-import { applicationFailureIn } from '../domain/failures.js';
+import { applicationFailureIn, fail } from '../domain/failures.js';
 import type { Target } from '../domain/target.js';
-import { describeIssues } from '../domain/spec.js';
+import { describeIssues, type ServiceEnvironment } from '../domain/spec.js';
+import type { Verifier } from './admission.js';
 import { resolveCompensationUpdate } from './messages.js';
 import { describeError, type Runbook } from './runbook.js';
 import { restoreAndVerify } from './steps.js';
@@ -19,24 +27,57 @@ export class Compensation {
     private readonly runbook: Runbook,
     private readonly target: Target,
     private readonly budgetMs: number,
+    private readonly environment: ServiceEnvironment,
+    verifier: Verifier,
   ) {
+    const refusal = (payload: unknown, schema: typeof resolveRequestSchema | typeof compensationDecisionSchema) => {
+      const parsed = schema.safeParse(payload);
+      if (!parsed.success) return `invalid decision: ${describeIssues(parsed.error.issues).join('; ')}`;
+      if (this.runbook.status.state !== 'compensation-failed')
+        return `nothing to resolve: the deployment is ${this.runbook.status.state}`;
+      // Two answers in one workflow task: the first one counts, the second is told so.
+      if (this.decision) return `already resolved: ${this.decision.action} by ${this.decision.operator}`;
+      return undefined;
+    };
+    const validator = (schema: typeof resolveRequestSchema | typeof compensationDecisionSchema) => (payload: unknown) => {
+      const reason = refusal(payload, schema);
+      if (reason) throw new Error(reason);
+    };
+    if (verifier.kind === 'legacy') {
+      setHandler(resolveCompensationUpdate, (decision) => this.decide(decision as CompensationDecision), {
+        validator: validator(compensationDecisionSchema),
+      });
+      return;
+    }
     setHandler(
       resolveCompensationUpdate,
-      (decision) => {
-        this.decision = decision;
-        return `${decision.action} accepted from ${decision.operator}`;
+      async (payload) => {
+        const { action, reason, credential } = resolveRequestSchema.parse(payload);
+        const refuse = (actor: string, why: string) => {
+          this.runbook.audit('resolve', 'refused', actor, `${action}: ${why}`);
+          return fail('forbidden', `resolve refused: ${why}`);
+        };
+        let operator: Identity;
+        try {
+          operator = await verifier.verify(credential, verifier.maxVoteTokenAgeMs);
+        } catch (error) {
+          throw refuse('(unproven)', describeError(error));
+        }
+        const who = describeIdentity(operator);
+        const forbidden =
+          refuseResolver(this.environment.environment, this.environment.settings, operator) ??
+          refusal(payload, resolveRequestSchema);
+        if (forbidden) throw refuse(who, forbidden);
+        return this.decide({ action, operator: who, reason });
       },
-      {
-        validator: (decision) => {
-          const parsed = compensationDecisionSchema.safeParse(decision);
-          if (!parsed.success) throw new Error(`invalid decision: ${describeIssues(parsed.error.issues).join('; ')}`);
-          if (this.runbook.status.state !== 'compensation-failed')
-            throw new Error(`nothing to resolve: the deployment is ${this.runbook.status.state}`);
-          // Two answers in one workflow task: the first one counts, the second is told so.
-          if (this.decision) throw new Error(`already resolved: ${this.decision.action} by ${this.decision.operator}`);
-        },
-      },
+      { validator: validator(resolveRequestSchema) },
     );
+  }
+
+  private decide(decision: CompensationDecision): string {
+    this.decision = decision;
+    this.runbook.audit('resolve', 'accepted', decision.operator, `${decision.action}${decision.reason ? `: ${decision.reason}` : ''}`);
+    return `${decision.action} accepted from ${decision.operator}`;
   }
 
   /** Returns how the deployment ends: rolled back, or abandoned by an operator. */

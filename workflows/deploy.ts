@@ -1,7 +1,9 @@
 import type { DeploymentState, DeploymentStatus } from '../domain/deployment.js';
 import { stateForFailure } from '../domain/failures.js';
-import type { DeployRequest } from '../domain/requests.js';
+import type { DeployRequest, LegacyDeployRequest } from '../domain/requests.js';
+import { type Budgets, DEFAULT_BUDGETS } from '../domain/spec.js';
 import { targetOf } from '../domain/target.js';
+import { deployIntake } from './admission.js';
 import { ApprovalGate } from './approval-gate.js';
 import { Compensation } from './compensation.js';
 import { describeError, Runbook } from './runbook.js';
@@ -16,30 +18,27 @@ import {
 } from './steps.js';
 
 /**
- * The deploy runbook: validate, track changes, approval gate, rollback point, apply, verify health, report.
+ * The deploy runbook: admission, validate, track changes, approval gate, rollback point, apply, verify health, report.
  * Any failure after the rollback point restores it and verifies the environment equals it again.
  */
-export async function deployWorkflow(request: DeployRequest): Promise<DeploymentStatus> {
-  const { target, version, requestedBy } = request;
-  const { budgets, settings, spec } = target;
-  const destination = targetOf(target);
-  const runbook = new Runbook({
-    kind: 'deploy',
-    service: target.service,
-    environment: target.environment,
-    version,
-    requestedBy,
-    reason: request.reason,
-  });
-  const gate = new ApprovalGate(runbook, { ...settings.approval, deadlineMs: settings.approval.deadline });
-  const compensation = new Compensation(runbook, destination, budgets.rollback);
+export async function deployWorkflow(input: DeployRequest | LegacyDeployRequest): Promise<DeploymentStatus> {
+  const intake = deployIntake(input);
+  const version = intake.init.version ?? '';
+  const runbook = new Runbook(intake.init);
+  let budgets: Budgets = DEFAULT_BUDGETS;
   let state: DeploymentState;
   try {
+    const { target, verifier } = await intake.admit(runbook);
+    const { settings, spec } = target;
+    budgets = target.budgets;
+    const destination = targetOf(target);
+    const gate = new ApprovalGate(runbook, { ...settings.approval, deadlineMs: settings.approval.deadline }, verifier);
+    const compensation = new Compensation(runbook, destination, budgets.rollback, target, verifier);
     const { current, image } = await runbook.phase(
       'validate',
       budgets.validate,
       async () => ({
-        current: await validateTarget(runbook, target, requestedBy),
+        current: await validateTarget(runbook, target),
         image: await checkRelease(runbook, destination, spec.image.repository, version),
       }),
       () => `${runbook.status.checks.length} checks passed`,

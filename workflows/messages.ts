@@ -6,15 +6,22 @@ import type {
   CompensationDecision,
   DeploymentState,
   DeploymentStatus,
+  LegacyVoteRequest,
+  ResolveRequest,
   VoteRequest,
 } from '../domain/deployment.js';
 
-/** Approve or reject, validated before it reaches history: what the CLI uses. */
-export const voteUpdate = defineUpdate<ApprovalRecord, [VoteRequest]>('vote');
-/** The same vote for tools that can only signal (the Temporal UI); an invalid one is recorded as refused. */
-export const voteSignal = defineSignal<[VoteRequest]>('vote-signal');
-/** An operator's retry or abandon of a compensation that failed. */
-export const resolveCompensationUpdate = defineUpdate<string, [CompensationDecision]>('resolve-compensation');
+/** Approve or reject with a token: refused before it reaches history when malformed, counted once verified. */
+export const voteUpdate = defineUpdate<ApprovalRecord, [VoteRequest | LegacyVoteRequest]>('vote');
+/**
+ * Kept for runs started before identities were proven, which counted votes by Signal. A Signal cannot carry a proof
+ * the gate could answer about, so in every later run a vote by Signal is recorded as refused.
+ */
+export const voteSignal = defineSignal<[unknown]>('vote-signal');
+/** An operator's retry or abandon of a compensation that failed, with a token. */
+export const resolveCompensationUpdate = defineUpdate<string, [ResolveRequest | CompensationDecision]>(
+  'resolve-compensation',
+);
 export const statusQuery = defineQuery<DeploymentStatus>('status');
 
 export const searchAttributes = {

@@ -1,8 +1,10 @@
 import { upsertSearchAttributes } from '@temporalio/workflow';
 import type { DeploymentState, DeploymentStatus } from '../domain/deployment.js';
 import { stateForFailure } from '../domain/failures.js';
-import type { RollbackRequest } from '../domain/requests.js';
+import type { LegacyRollbackRequest, RollbackRequest } from '../domain/requests.js';
+import { type Budgets, DEFAULT_BUDGETS } from '../domain/spec.js';
 import { targetOf } from '../domain/target.js';
+import { rollbackIntake } from './admission.js';
 import { ApprovalGate } from './approval-gate.js';
 import { Compensation } from './compensation.js';
 import { deploymentSearchAttributes } from './messages.js';
@@ -20,31 +22,33 @@ import {
  * Manual rollback to the previous release or to the one a named deployment applied, authorized where the
  * environment demands it, within the rollback budget, ending with the same consistency check as compensation.
  */
-export async function rollbackWorkflow(request: RollbackRequest): Promise<DeploymentStatus> {
-  const { target, requestedBy } = request;
-  const { budgets, settings } = target;
-  const destination = targetOf(target);
-  const runbook = new Runbook({
-    kind: 'rollback',
-    service: target.service,
-    environment: target.environment,
-    requestedBy,
-    reason: request.reason,
-  });
-  const gate = new ApprovalGate(runbook, {
-    required: settings.rollbackRequiresApproval ? 1 : 0,
-    approvers: settings.approval.approvers,
-    deadlineMs: settings.approval.deadline,
-  });
-  const compensation = new Compensation(runbook, destination, budgets.rollback);
+export async function rollbackWorkflow(input: RollbackRequest | LegacyRollbackRequest): Promise<DeploymentStatus> {
+  const intake = rollbackIntake(input);
+  const toDeploymentId = (input as { toDeploymentId?: string }).toDeploymentId;
+  const runbook = new Runbook(intake.init);
+  let budgets: Budgets = DEFAULT_BUDGETS;
   let state: DeploymentState;
   try {
+    const { target, verifier } = await intake.admit(runbook);
+    const { settings } = target;
+    budgets = target.budgets;
+    const destination = targetOf(target);
+    const gate = new ApprovalGate(
+      runbook,
+      {
+        required: settings.rollbackRequiresApproval ? 1 : 0,
+        approvers: settings.approval.approvers,
+        deadlineMs: settings.approval.deadline,
+      },
+      verifier,
+    );
+    const compensation = new Compensation(runbook, destination, budgets.rollback, target, verifier);
     const wanted = await runbook.phase(
       'validate',
       budgets.validate,
       async () => {
-        await validateTarget(runbook, target, requestedBy);
-        return findKeptRelease(destination, request.toDeploymentId);
+        await validateTarget(runbook, target);
+        return findKeptRelease(destination, toDeploymentId);
       },
       (kept) => `rolling back to ${kept.version ?? '?'} from deployment ${kept.deploymentId ?? '?'}`,
     );

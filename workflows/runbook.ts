@@ -12,6 +12,8 @@ import { type DeploymentState, type DeploymentStatus, deploymentIdOf } from '../
 import { fail } from '../domain/failures.js';
 import { formatDuration } from '../domain/duration.js';
 import { phaseLine } from '../domain/report.js';
+import { type AuditEvent, bounded, MAX_REFUSED_KEPT } from '../domain/audit.js';
+import { describeIdentity, type Identity } from '../domain/identity.js';
 import { deploymentSearchAttributes, statusQuery } from './messages.js';
 
 /** Ends a phase with a budget: the work is cancelled when the timer fires, whatever it was doing. */
@@ -53,6 +55,8 @@ export type StatusInit = Omit<
 
 export class Runbook {
   readonly status: DeploymentStatus;
+  /** Who asked, as proven at admission: judged against approvers (no self-approval). */
+  requester: Identity;
 
   constructor(init: StatusInit) {
     const { workflowId, runId, startTime } = workflowInfo();
@@ -65,7 +69,9 @@ export class Runbook {
       phases: [],
       checks: [],
       errors: [],
+      audit: [],
     };
+    this.requester = { user: init.requestedBy, groups: [], proof: 'insecure-dev' };
     setHandler(statusQuery, () => this.status);
     upsertSearchAttributes(
       deploymentSearchAttributes({
@@ -111,6 +117,20 @@ export class Runbook {
     } finally {
       this.showDetails();
     }
+  }
+
+  /** Records a decision: who (as proven), what, and why; bounded, as the actor and reason may come from a requester. */
+  audit(action: AuditEvent['action'], outcome: AuditEvent['outcome'], actor: string, reason: string): void {
+    const audit = (this.status.audit ??= []);
+    if (outcome === 'refused' && audit.filter((e) => e.outcome === 'refused').length >= MAX_REFUSED_KEPT) return;
+    audit.push({ at: new Date().toISOString(), action, outcome, actor: bounded(actor), reason: bounded(reason, 500) });
+  }
+
+  /** The proven requester, from admission on. */
+  admitted(requester: Identity): void {
+    this.requester = requester;
+    this.status.requestedBy = describeIdentity(requester);
+    if (requester.proof !== 'oidc') this.status.unverifiedIdentities = true;
   }
 
   skip(name: string, detail: string): void {

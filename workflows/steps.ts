@@ -1,12 +1,11 @@
 /** The steps both runbooks take against a target, each an activity call with its own timeouts and retries. */
 import { ActivityCancellationType, CancellationScope, patched, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
-import { refuseRequester } from '../domain/authorization.js';
 import type { DeploymentState } from '../domain/deployment.js';
 import { fail, NON_RETRYABLE_TYPES } from '../domain/failures.js';
 import type { ConsistencyReport, PinnedImage, ReleaseState } from '../domain/release.js';
 import { type Target, targetOf } from '../domain/target.js';
-import { formatProblem, policyProblems, type ServiceEnvironment } from '../domain/spec.js';
+import { formatProblem, specProblems, type ServiceEnvironment } from '../domain/spec.js';
 import { type Runbook, withinBudget } from './runbook.js';
 
 /** Quick looks at a target: an unreachable one is retried briefly, then reported as unreachable. */
@@ -126,24 +125,14 @@ function snapshotRelease(target: Target, deploymentId: string): Promise<ReleaseS
 }
 
 /** Configuration, permission, environment compatibility and dependency checks; all problems reported at once. */
-export async function validateTarget(
-  runbook: Runbook,
-  target: ServiceEnvironment,
-  requestedBy: string,
-): Promise<ReleaseState> {
+export async function validateTarget(runbook: Runbook, target: ServiceEnvironment): Promise<ReleaseState> {
   const record = (check: string, problems: string[], ok: string) => {
     runbook.status.checks.push({ check, passed: problems.length === 0, detail: problems.join('; ') || ok });
     return problems;
   };
-  const forbidden = refuseRequester(target.environment, target.settings, requestedBy);
-  if (forbidden) {
-    record('permission', [forbidden], '');
-    throw fail('forbidden', forbidden);
-  }
-  record('permission', [], `${requestedBy} may deploy to ${target.environment}`);
   const problems = record(
     'configuration and security policy',
-    policyProblems(target.spec).map(formatProblem),
+    specProblems(target.spec).map(formatProblem),
     'spec satisfies policy',
   );
   const environment = await look.inspectEnvironment(targetOf(target), target.spec.dependsOn);

@@ -13,6 +13,7 @@
  * one) is never taken over.
  */
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import Docker from 'dockerode';
 import { fail, isConnectionError, messageOf, unreachable } from '../../domain/failures.js';
 import type { ReleaseState } from '../../domain/release.js';
@@ -32,8 +33,9 @@ const RETRYABLE_CLIENT_ERRORS = new Set([404, 408, 409, 429]);
 
 const engines = new Map<string, Docker>();
 
-function engine(host: string): Docker {
-  let docker = engines.get(host);
+function engine({ host, tls }: DockerTarget): Docker {
+  const key = `${host}|${tls?.cert ?? ''}`;
+  let docker = engines.get(key);
   if (!docker) {
     const url = new URL(host);
     docker =
@@ -42,10 +44,12 @@ function engine(host: string): Docker {
         : new Docker({
             host: url.hostname,
             port: Number(url.port),
-            protocol: url.protocol === 'https:' ? 'https' : 'http',
+            // A tcp:// engine with TLS material speaks https, as the docker CLI's --tlsverify does.
+            protocol: url.protocol === 'https:' || tls ? 'https' : 'http',
+            ...(tls ? { ca: readFileSync(tls.ca), cert: readFileSync(tls.cert), key: readFileSync(tls.key) } : {}),
             timeout: ENGINE_TIMEOUT_MS,
           });
-    engines.set(host, docker);
+    engines.set(key, docker);
   }
   return docker;
 }
@@ -57,7 +61,7 @@ function engine(host: string): Docker {
  */
 export async function call<T>(target: DockerTarget, action: (docker: Docker) => Promise<T>): Promise<T> {
   try {
-    return await action(engine(target.host));
+    return await action(engine(target));
   } catch (error) {
     if (isConnectionError(error)) throw unreachable(`Docker engine ${target.host}`, error);
     const code = statusCode(error);

@@ -84,6 +84,14 @@ function loadConfig(target: KubernetesTarget): KubeConfig {
     kc.setCurrentContext(target.context);
   }
   if (!kc.getCurrentCluster()) throw fail('invalid', 'the kubeconfig names no cluster for its current context');
+  // A kubeconfig whose user runs a program would run it as the worker, before any approval.
+  const user = kc.getCurrentUser();
+  if ((user?.exec || user?.authProvider) && !target.allowExecCredentials)
+    throw fail(
+      'forbidden',
+      `the kubeconfig's user ${user.name} runs a credential program (${user.exec ? 'exec' : 'auth-provider'}), ` +
+        `which the platform policy does not allow for ${target.environment} (kubernetes.allowExecCredentials)`,
+    );
   return kc;
 }
 
@@ -170,6 +178,13 @@ export function connect(target: KubernetesTarget): Cluster {
     // An apiserver that answers but cannot serve yet is as good as unreachable: worth retrying.
     if ([502, 503, 504].includes(res.status))
       throw unreachable(`Kubernetes API ${server}`, new Error(`HTTP ${res.status} for ${method} ${url.pathname}`));
+    // The worker's own credentials lack a permission: retrying cannot grant it; the message names what is missing.
+    if (res.status === 401 || res.status === 403)
+      throw fail(
+        'forbidden',
+        `the worker's Kubernetes credentials may not ${method} ${url.pathname}: ` +
+          (parseStatus(res.text).message ?? `HTTP ${res.status}`),
+      );
     if (res.status < 200 || res.status > 299)
       throw new KubeApiError(res.status, parseStatus(res.text), `${method} ${url.pathname}`);
     return (res.text ? JSON.parse(res.text) : {}) as T;

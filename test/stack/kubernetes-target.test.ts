@@ -1,11 +1,13 @@
 /**
  * The Kubernetes target's activities against a real control plane (apiserver, controller-manager, scheduler, kwok):
  * validation, rollback points, a release that fails its rollout and is restored, revisions, a release whose workload
- * an autoscaler scales, an unreachable cluster.
+ * an autoscaler scales, an unreachable cluster. The activities run as the worker's ServiceAccount with the Role of
+ * examples/kubernetes/worker-rbac.yaml, so a call the example does not grant fails here; set-up, fault injection and
+ * assertions use the admin kubeconfig.
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,11 +15,11 @@ import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
 import { ApplicationFailure } from '@temporalio/activity';
-import { failureKinds } from '../../domain/failures.js';
+import { failureKindOf, failureKinds, messageOf } from '../../domain/failures.js';
 import type { KubernetesTarget } from '../../domain/kubernetes.js';
 import type { ConsistencyReport, PinnedImage, ReleaseState } from '../../domain/release.js';
 import { applyRelease } from '../../activities/kubernetes/apply.js';
-import { connect, serverSideApply } from '../../activities/kubernetes/client.js';
+import { KubeApiError, connect, serverSideApply } from '../../activities/kubernetes/client.js';
 import { diffRelease } from '../../activities/kubernetes/diff.js';
 import { kubernetesDriver } from '../../activities/kubernetes/driver.js';
 import { byApplyOrder, refOf } from '../../activities/kubernetes/manifests.js';
@@ -33,11 +35,18 @@ import { restoreRelease, verifyRelease } from '../../activities/kubernetes/resto
 import { awaitRollout, type Progress } from '../../activities/kubernetes/rollout.js';
 import { dryRunRelease, inspectKubernetesEnvironment } from '../../activities/kubernetes/validate.js';
 import { findKeptRelease } from '../../activities/targets/index.js';
-import { startKubeControlPlane, type KubeControlPlane } from '../../stack/kube.js';
+import {
+  startKubeControlPlane,
+  workerKubeconfig,
+  type KubeControlPlane,
+  type WorkerKubeconfig,
+} from '../../stack/kube.js';
 import { freePort } from '../../stack/processes.js';
 
 const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/kubernetes/', import.meta.url));
 const NAMESPACE = 'shop';
+const QUOTA_NAMESPACE = 'shop-small';
+const AUTOSCALED_NAMESPACE = 'shop-autoscaled';
 const REPOSITORY = '127.0.0.1:5000/web-shop';
 const ROLLOUT_TIMEOUT_MS = 60_000;
 
@@ -73,7 +82,11 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
   let plane: KubeControlPlane | undefined;
   let core: k8s.CoreV1Api;
   let apps: k8s.AppsV1Api;
+  let worker: WorkerKubeconfig;
+  /** What the worker is given: its own kubeconfig. */
   let target: KubernetesTarget;
+  /** The same environment through the admin kubeconfig, for what others do to the release behind the worker's back. */
+  let admin: KubernetesTarget;
   const manifests = (name: string): string => path.join(FIXTURES, name);
   const withManifests = (name: string): KubernetesTarget => ({ ...target, manifestsDir: manifests(name) });
 
@@ -87,12 +100,17 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
       kc.loadFromFile(plane.kubeconfigPath);
       core = kc.makeApiClient(k8s.CoreV1Api);
       apps = kc.makeApiClient(k8s.AppsV1Api);
-      await core.createNamespace({ body: { metadata: { name: NAMESPACE } } });
+      for (const name of [NAMESPACE, QUOTA_NAMESPACE, AUTOSCALED_NAMESPACE])
+        await core.createNamespace({ body: { metadata: { name } } });
+      worker = await workerKubeconfig(plane, {
+        namespaces: [NAMESPACE, QUOTA_NAMESPACE, AUTOSCALED_NAMESPACE],
+        file: path.join(workDir, 'worker.kubeconfig'),
+      });
       target = {
         kind: 'kubernetes',
         service: 'web-shop',
         environment: 'production',
-        kubeconfig: plane.kubeconfigPath,
+        kubeconfig: worker.kubeconfigPath,
         context: 'local',
         namespace: NAMESPACE,
         manifestsDir: manifests('web-shop'),
@@ -100,6 +118,7 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
         historyLimit: 3,
         fieldManager: 'deploy-agent',
       };
+      admin = { ...target, kubeconfig: plane.kubeconfigPath };
     },
     { timeout: 150_000 },
   );
@@ -141,8 +160,7 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
   });
 
   void it('reports a ResourceQuota too small for the release', async () => {
-    const namespace = 'shop-small';
-    await core.createNamespace({ body: { metadata: { name: namespace } } });
+    const namespace = QUOTA_NAMESPACE;
     await core.createNamespacedResourceQuota({
       namespace,
       body: { metadata: { name: 'small' }, spec: { hard: { 'requests.cpu': '150m', pods: '10' } } },
@@ -261,7 +279,7 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
     // wrote is drift, named by its object.
     const other = (data: Record<string, string>, annotations: Record<string, string> = {}) =>
       serverSideApply(
-        connect(target),
+        connect(admin),
         {
           apiVersion: 'v1',
           kind: 'ConfigMap',
@@ -324,21 +342,30 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
   });
 
   void it("leaves replicas to the release's autoscaler and still finds configuration left behind", async () => {
-    const namespace = 'shop-autoscaled';
-    await core.createNamespace({ body: { metadata: { name: namespace } } });
+    const namespace = AUTOSCALED_NAMESPACE;
     const v1Target: KubernetesTarget = { ...withManifests('web-shop-autoscaled'), namespace };
     const v2Target: KubernetesTarget = { ...withManifests('web-shop-autoscaled-v2'), namespace };
-    const cluster = connect(v1Target);
+    // Others' changes and the revision a previous version stored are made as admin; the worker only deploys.
+    const cluster = connect({ ...v1Target, kubeconfig: admin.kubeconfig });
     const name = 'web-shop';
     // What an HPA controller does: write the count through the scale subresource, under a field manager of its own.
+    // The scale carries the Deployment's resourceVersion, which the deployment controller's status updates move: a
+    // conflict means reading it again, as the HPA controller does.
     const autoscale = async (replicas: number): Promise<void> => {
-      const scale = await apps.readNamespacedDeploymentScale({ name, namespace });
-      await apps.replaceNamespacedDeploymentScale({
-        name,
-        namespace,
-        fieldManager: 'horizontal-pod-autoscaler',
-        body: { ...scale, spec: { replicas } },
-      });
+      for (let attempt = 1; ; attempt++) {
+        const scale = await apps.readNamespacedDeploymentScale({ name, namespace });
+        try {
+          await apps.replaceNamespacedDeploymentScale({
+            name,
+            namespace,
+            fieldManager: 'horizontal-pod-autoscaler',
+            body: { ...scale, spec: { replicas } },
+          });
+          return;
+        } catch (error) {
+          if (!(error instanceof k8s.ApiException && error.code === 409) || attempt >= 5) throw error;
+        }
+      }
     };
     const replicas = async () => (await apps.readNamespacedDeployment({ name, namespace })).spec?.replicas;
     const rolledOut = () => awaitRollout(v1Target, { timeoutMs: ROLLOUT_TIMEOUT_MS, intervalMs: 250 });
@@ -499,11 +526,72 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
     await consistent(stored);
   });
 
+  void it("the worker's Role keeps it to its namespaces and to the kinds it grants: the rest is refused (403)", async () => {
+    const cluster = connect(target);
+    // A 403 is the worker's missing permission: not retried, and the message names who asked for what.
+    const refused = (what: string) => (error: unknown) => {
+      assert.equal(failureKindOf(error), 'forbidden', `${what}: ${String(error)}`);
+      assert.ok(messageOf(error).includes(`User "${worker.username}"`), `${what}: ${messageOf(error)}`);
+      return true;
+    };
+    // Its own namespace object it reads (validation checks it exists); no other.
+    await cluster.request('GET', `/api/v1/namespaces/${NAMESPACE}`);
+    await assert.rejects(cluster.request('GET', '/api/v1/namespaces/kube-system'), refused('another namespace'));
+    await assert.rejects(
+      cluster.request('GET', '/api/v1/namespaces/kube-system/secrets'),
+      refused('Secrets elsewhere'),
+    );
+    await assert.rejects(
+      serverSideApply(
+        cluster,
+        { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'web-shop-config', namespace: 'kube-system' } },
+        { fieldManager: target.fieldManager },
+      ),
+      refused('applying in another namespace'),
+    );
+    await assert.rejects(
+      cluster.request('POST', '/apis/rbac.authorization.k8s.io/v1/clusterroles', {
+        body: {
+          apiVersion: 'rbac.authorization.k8s.io/v1',
+          kind: 'ClusterRole',
+          metadata: { name: 'worker-escalates' },
+        },
+      }),
+      refused('creating a ClusterRole'),
+    );
+    // Nor can it grant itself more where it deploys.
+    await assert.rejects(
+      cluster.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NAMESPACE}/rolebindings`, {
+        body: {
+          apiVersion: 'rbac.authorization.k8s.io/v1',
+          kind: 'RoleBinding',
+          metadata: { name: 'worker-escalates' },
+          subjects: [{ kind: 'ServiceAccount', name: 'deploy-agent-worker', namespace: 'deploy-agent' }],
+          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' },
+        },
+      }),
+      refused('binding cluster-admin'),
+    );
+    // A release holding a kind the Role does not let it write fails its dry run, naming the object; nothing changes.
+    const dir = path.join(workDir, 'web-shop-network-policy');
+    await cp(manifests('web-shop'), dir, { recursive: true });
+    await writeFile(
+      path.join(dir, 'network-policy.yaml'),
+      'apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: web-shop\nspec:\n  podSelector: {}\n',
+    );
+    const problems = await dryRunRelease({ ...target, manifestsDir: dir }, image('a'));
+    assert.equal(problems.length, 1, problems.join('\n'));
+    assert.match(
+      problems[0] ?? '',
+      /^NetworkPolicy\/shop\/web-shop: .*forbidden: .* cannot patch resource "networkpolicies"/,
+    );
+  });
+
   void it('an unreachable apiserver is TargetUnreachable', async () => {
     assert.ok(plane);
     const closed = `https://127.0.0.1:${await freePort()}`;
     const kubeconfig = path.join(workDir, 'unreachable.kubeconfig');
-    const text = await readFile(plane.kubeconfigPath, 'utf8');
+    const text = await readFile(worker.kubeconfigPath, 'utf8');
     await writeFile(kubeconfig, text.replace(plane.server, closed), { mode: 0o600 });
     const unreachable = { ...target, kubeconfig };
     const failure = await failureOf(inspectKubernetesEnvironment(unreachable, []), failureKinds.unreachable.type);

@@ -24,6 +24,7 @@ import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import * as prettier from 'prettier';
 import { simpleGit } from 'simple-git';
 import { startDevStack } from '../../stack/dev.js';
+import { writePolicy } from '../../stack/policy.js';
 import { type DeploymentStatus, FINAL_STATES, parseDeploymentId } from '../../domain/deployment.js';
 import { buildServiceImage, type LocalDockerStack, startLocalDockerStack } from '../../stack/docker.js';
 import { type KubeControlPlane, startKubeControlPlane } from '../../stack/kube.js';
@@ -183,6 +184,8 @@ function leaks(json: unknown, forbidden: string[]): string[] {
 /** What every target's scenarios share: the deploy.yaml they use, the CLI's arguments, and how to break a restore. */
 interface TargetScenarios {
   kind: TargetKind;
+  /** How the worker's policy reaches this target in each environment. */
+  policy: Record<string, unknown>;
   /** A spec file for the given version; Kubernetes releases of 2.0.0 use manifests whose pods never get ready. */
   spec(version: string): Promise<string>;
   /** Makes the restore of a running compensation impossible, once the rollback point was taken. */
@@ -224,23 +227,24 @@ async function recordTarget(recorder: Recorder, target: TargetScenarios): Promis
   }
 }
 
-const environmentBlocks = (connection: (namespaceOrPort: string) => string, ports: Record<string, string>) =>
-  `environments:
-  staging:
-${connection(ports.staging ?? '')}
-  production:
-${connection(ports.production ?? '')}
-    protected: true
-    deployers: [ci-bot]
-    approval:
-      required: 1
-      approvers: [alice, bob]
-      deadline: 24h
-    rollbackRequiresApproval: true
-  canary:
-${connection(ports.canary ?? '')}
-    budgets: { environmentUpdate: 30s, rollback: 5s }
-`;
+/** The recording's platform policy: names are not proven (insecure dev mode), three environments per target. */
+function recordingPolicy(workDir: string, target: (name: 'staging' | 'production' | 'canary') => object) {
+  return {
+    identity: { insecureDevMode: true },
+    sourceRoots: [workDir],
+    environments: {
+      staging: target('staging'),
+      production: {
+        ...target('production'),
+        protected: true,
+        deployers: ['ci-bot'],
+        approval: { required: 1, approvers: ['alice', 'bob'], deadline: '24h' },
+        rollbackRequiresApproval: true,
+      },
+      canary: { ...target('canary'), budgets: { environmentUpdate: '30s', rollback: '5s' } },
+    },
+  };
+}
 
 async function dockerScenarios(workDir: string, docker: LocalDockerStack): Promise<TargetScenarios> {
   const ports = {
@@ -262,10 +266,13 @@ healthCheck:
   healthyWithin: 15s
 source:
   repository: ./source
-${environmentBlocks((port) => `    docker:\n      host: ${docker.engine.dockerHost}\n      hostPort: ${port}`, ports)}`,
+`,
   );
   return {
     kind: 'docker',
+    policy: recordingPolicy(workDir, (name) => ({
+      docker: { host: docker.engine.dockerHost, ports: { 'web-shop': Number(ports[name]) } },
+    })),
     spec: () => Promise.resolve(file),
     async breakRestore(recorder, id) {
       // Once the new container runs and its health check is under way, the engine goes away.
@@ -307,15 +314,15 @@ healthCheck:
   healthyWithin: 20s
 source:
   repository: ./source
-${environmentBlocks(
-  (namespace) => `    kubernetes:\n      kubeconfig: ${plane.kubeconfigPath}\n      namespace: ${namespace}`,
-  namespaces,
-)}`,
+`,
     );
     specs.set(release, file);
   }
   return {
     kind: 'kubernetes',
+    policy: recordingPolicy(workDir, (name) => ({
+      kubernetes: { kubeconfig: plane.kubeconfigPath, namespace: namespaces[name] },
+    })),
     spec: (version) => Promise.resolve(specs.get(version === '2.0.0' ? 'web-shop-v2' : 'web-shop') ?? ''),
     async breakRestore(recorder, id) {
       // The rollback point is a revision Secret next to the workload: delete it once it was taken.
@@ -375,10 +382,19 @@ async function main(): Promise<void> {
     }
 
     log('starting the Temporal dev server and a worker');
+    // The worker reads its policy at each admission: each target's scenarios write theirs before they start.
+    const policyFile = path.join(workDir, 'policy.yaml');
+    const useTarget = async (scenarios: TargetScenarios) => {
+      await writePolicy(policyFile, scenarios.policy);
+      await recordTarget(recorder, scenarios);
+    };
+    const first = plane ? await kubernetesScenarios(workDir, docker, plane) : await dockerScenarios(workDir, docker);
+    await writePolicy(policyFile, first.policy);
     const temporal = await startDevStack({
       port: await freePort(),
       uiPort: await freePort(),
       reportsDir: path.join(workDir, 'reports'),
+      policyFile,
       logLevel: 'ERROR',
     });
     stops.push({ what: 'Temporal dev server and worker', stop: () => temporal.stop() });
@@ -390,8 +406,8 @@ async function main(): Promise<void> {
     const recorder = new Recorder(client, env, outDir, label, secrets);
 
     // Kubernetes first: the Docker scenarios end by stopping the engine (the registry both use stays up).
-    if (plane) await recordTarget(recorder, await kubernetesScenarios(workDir, docker, plane));
-    if (targets.includes('docker')) await recordTarget(recorder, await dockerScenarios(workDir, docker));
+    if (plane) await useTarget(first);
+    if (targets.includes('docker')) await useTarget(plane ? await dockerScenarios(workDir, docker) : first);
     log(`wrote ${recorder.written.length} histories to ${outDir}`);
   } catch (error) {
     failed = true;

@@ -1,7 +1,10 @@
 /** Activities for workflow tests on the time-skipping server: they succeed unless told otherwise, and record calls. */
 import { Context } from '@temporalio/activity';
 import type { Activities } from '../../activities/index.js';
+import type { Identity } from '../../domain/identity.js';
+import { type AdmittedPolicy, checkPolicy } from '../../domain/policy.js';
 import type { ReleaseState } from '../../domain/release.js';
+import { fail } from '../../domain/failures.js';
 
 export const OLD_RELEASE: ReleaseState = {
   present: true,
@@ -25,9 +28,85 @@ export async function untilCancelled(): Promise<never> {
   }
 }
 
+/**
+ * The policy workflow tests run under, unless a test gives its own: staging is open, production protected. Each of
+ * `services` gets its docker ports, so tests can keep one lock (`<service>.<environment>`) each.
+ */
+export function testPolicy(
+  budgets: Record<string, string> = {},
+  services: readonly string[] = ['web'],
+): Record<string, unknown> {
+  const ports = (port: number) => Object.fromEntries(services.map((service) => [service, port]));
+  return {
+    identity: { insecureDevMode: true },
+    environments: {
+      staging: { docker: { host: 'unix:///stub.sock', ports: ports(18080) }, budgets },
+      production: {
+        protected: true,
+        deployers: ['ci-bot'],
+        docker: { host: 'unix:///stub.sock', ports: ports(18081) },
+        approval: { required: 1, approvers: ['alice', 'bob', 'group:release-managers'], deadline: '24h' },
+        rollbackRequiresApproval: true,
+        budgets,
+      },
+    },
+  };
+}
+
+/**
+ * Stub verification for workflow logic: an insecure-dev credential is its name; an oidc "token" written
+ * `test:<user>:<group>,<group>:<jti>` stands for a verified token of that user, groups and id, and `forged` is refused.
+ */
+export function stubVerifyCredential({ credential }: { credential: { kind: string; token?: string; user?: string } }) {
+  if (credential.kind === 'insecure-dev')
+    return Promise.resolve<Identity>({ user: credential.user ?? '', groups: [], proof: 'insecure-dev' });
+  const [scheme, user, groups, tokenId] = (credential.token ?? '').split(':');
+  if (scheme !== 'test' || !user) return Promise.reject(fail('forbidden', 'token signature invalid'));
+  return Promise.resolve<Identity>({
+    user,
+    groups: groups ? groups.split(',') : [],
+    proof: 'oidc',
+    tokenId,
+    issuedAt: new Date().toISOString(),
+  });
+}
+
+/**
+ * Like stubVerifyCredential, but as strict as the real verification about the mode: an insecure-dev credential is
+ * refused unless the policy's identity settings turn that mode on.
+ */
+export function stubVerifyCredentialStrictly(input: {
+  credential: { kind: string; token?: string; user?: string };
+  settings?: { insecureDevMode?: boolean };
+}): Promise<Identity> {
+  if (input.credential.kind === 'insecure-dev' && input.settings?.insecureDevMode !== true)
+    return Promise.reject(fail('forbidden', 'insecure-dev credentials are refused: the policy requires tokens'));
+  return stubVerifyCredential(input);
+}
+
+/** A stub oidc token (see stubVerifyCredential), long enough for the credential schema whatever the names. */
+export function testToken(user: string, groups: readonly string[] = [], jti = `jti-${user}-0000`): string {
+  return `test:${user}:${groups.join(',')}:${jti}`;
+}
+
+/** loadPolicy for a policy document: the environment's part, as the real activity answers. */
+export function stubLoadPolicy(document: Record<string, unknown>) {
+  return ({ environment }: { environment: string }): Promise<AdmittedPolicy> => {
+    const { value, problems } = checkPolicy(document);
+    if (!value) return Promise.reject(new Error(`test policy invalid: ${JSON.stringify(problems)}`));
+    const settings = value.environments[environment];
+    if (!settings)
+      return Promise.reject(fail('invalid', `environment ${environment} is not defined by the platform policy`));
+    return Promise.resolve({ hash: 'test-policy', environment: settings, identity: value.identity });
+  };
+}
+
 export function stubActivities(overrides: Partial<Activities> = {}): { activities: Activities; calls: Calls } {
   const calls: Calls = [];
   const defaults: Activities = {
+    loadPolicy: stubLoadPolicy(testPolicy()),
+    verifyCredential: stubVerifyCredential as Activities['verifyCredential'],
+    findPromotion: () => Promise.resolve(undefined),
     inspectEnvironment: () =>
       Promise.resolve({ description: 'Docker 20.10, API 1.41', current: OLD_RELEASE, problems: [] }),
     resolveImage: (_target, repository) =>

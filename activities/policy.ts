@@ -1,0 +1,105 @@
+/**
+ * The platform policy, read from the worker's own file at each admission: a new deployment is judged by the policy
+ * as it is now, and keeps it (it is in the history) until it ends. Also the deployment history promotion reads.
+ */
+import { createHash } from 'node:crypto';
+import { readFile, realpath } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve, sep } from 'node:path';
+import { Context } from '@temporalio/activity';
+import { fail } from '../domain/failures.js';
+import { type AdmittedPolicy, checkPolicy, type PlatformPolicy } from '../domain/policy.js';
+import { type ServiceSpec, SpecError } from '../domain/spec.js';
+import { parseYamlFile } from '../domain/yaml.js';
+import { deploymentIdOf } from '../domain/deployment.js';
+
+export interface LoadedPolicy {
+  file: string;
+  hash: string;
+  policy: PlatformPolicy;
+}
+
+/** Reads and checks a policy file; a bad one is a SpecError naming the file, the line and the path. */
+export async function loadPolicyFile(file: string): Promise<LoadedPolicy> {
+  const bytes = await readFile(file).catch((error: unknown) => {
+    throw new SpecError(file, [`cannot be read: ${(error as Error).message}`]);
+  });
+  const policy = parseYamlFile(bytes.toString('utf8'), file, checkPolicy);
+  const absolute = (path: string) => (isAbsolute(path) ? path : resolve(dirname(file), path));
+  policy.sourceRoots = policy.sourceRoots.map(absolute);
+  for (const env of Object.values(policy.environments)) {
+    if (env.kubernetes?.kubeconfig) env.kubernetes.kubeconfig = absolute(env.kubernetes.kubeconfig);
+    if (env.docker?.tls)
+      env.docker.tls = { ca: absolute(env.docker.tls.ca), cert: absolute(env.docker.tls.cert), key: absolute(env.docker.tls.key) };
+  }
+  return { file, hash: createHash('sha256').update(bytes).digest('hex'), policy };
+}
+
+export interface AdmissionQuery {
+  service: string;
+  environment: string;
+  spec: ServiceSpec;
+}
+
+export interface PromotionQuery {
+  service: string;
+  /** The environment the version must have succeeded in. */
+  environment: string;
+  version: string;
+}
+
+export function policyActivities(policyFile: string) {
+  return {
+    /** The policy of one environment, once the spec is known to fit it: a target it describes, paths it allows. */
+    async loadPolicy({ service, environment, spec }: AdmissionQuery): Promise<AdmittedPolicy> {
+      const { policy, hash } = await loadPolicyFile(policyFile).catch((error: unknown) => {
+        throw fail('invalid', `the platform policy cannot be used: ${(error as Error).message}`);
+      });
+      const settings = policy.environments[environment];
+      if (!settings)
+        throw fail(
+          'invalid',
+          `environment ${environment} is not defined by the platform policy ` +
+            `(defined: ${Object.keys(policy.environments).join(', ')})`,
+        );
+      if (!settings[spec.target])
+        throw fail('invalid', `the platform policy has no ${spec.target} target for ${environment}`);
+      if (spec.target === 'docker' && settings.docker?.ports[service] === undefined)
+        throw fail(
+          'invalid',
+          `the platform policy publishes no port for ${service} in ${environment} ` +
+            `(environments.${environment}.docker.ports.${service})`,
+        );
+      for (const [field, path] of [
+        ['release.manifests', spec.release?.manifests],
+        ['source.repository', spec.source?.repository],
+      ] as const)
+        if (path !== undefined) await refuseOutsideRoots(field, path, policy.sourceRoots);
+      return { hash, environment: settings, identity: policy.identity };
+    },
+
+    /** The deployment that put this version live in that environment successfully, from Temporal's visibility. */
+    async findPromotion({ service, environment, version }: PromotionQuery): Promise<string | undefined> {
+      // Values are DNS labels and tag-safe versions (checked by the workflow), so they cannot break the query.
+      const query =
+        `WorkflowType = 'deployWorkflow' AND DeployService = '${service}' AND DeployEnvironment = '${environment}' ` +
+        `AND DeployVersion = '${version}' AND DeployStatus = 'succeeded'`;
+      for await (const run of Context.current().client.workflow.list({ query, pageSize: 1 }))
+        return deploymentIdOf(run.workflowId, run.runId);
+      return undefined;
+    },
+  };
+}
+
+async function refuseOutsideRoots(field: string, path: string, roots: readonly string[]): Promise<void> {
+  const real = await realpath(path).catch(() => {
+    throw fail('invalid', `${field} ${path} does not exist on the worker`);
+  });
+  for (const root of roots) {
+    const realRoot = await realpath(root).catch(() => undefined);
+    if (realRoot && (real === realRoot || real.startsWith(realRoot + sep))) return;
+  }
+  throw fail(
+    'forbidden',
+    `${field} ${path} is outside the directories the platform policy lets the worker read (sourceRoots: ${roots.join(', ') || 'none'})`,
+  );
+}

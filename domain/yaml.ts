@@ -1,0 +1,33 @@
+/** YAML documents checked against a schema, every problem reported at once with its line and path in the file. */
+import { LineCounter, parseDocument } from 'yaml';
+import { formatProblem, SpecError, type SpecProblem } from './spec.js';
+
+export interface Checked<T> {
+  value?: T;
+  problems: readonly SpecProblem[];
+}
+
+/** Parses `text` (the content of `file`) and checks it; throws a SpecError naming file, line and path. */
+export function parseYamlFile<T>(text: string, file: string, check: (document: unknown) => Checked<T>): T {
+  const lineCounter = new LineCounter();
+  const document = parseDocument(text, { lineCounter, prettyErrors: false });
+  if (document.errors.length)
+    throw new SpecError(
+      file,
+      // Only the first line of the parser's message: the rest quotes the file, which may hold a secret.
+      document.errors.map((e) => `line ${lineCounter.linePos(e.pos[0]).line}: YAML syntax: ${e.message.split('\n')[0]}`),
+    );
+  // A missing field has no node of its own: it is reported at the closest enclosing one.
+  const at = (path: PropertyKey[]) => {
+    for (let depth = path.length; depth >= 0; depth--) {
+      const node = (depth ? document.getIn(path.slice(0, depth), true) : document.contents) as {
+        range?: number[];
+      } | null;
+      if (node?.range?.[0] !== undefined) return `line ${lineCounter.linePos(node.range[0]).line}: `;
+    }
+    return '';
+  };
+  const { value, problems } = check(document.toJS());
+  if (value === undefined || problems.length) throw new SpecError(file, problems.map((p) => `${at(p.path)}${formatProblem(p)}`));
+  return value;
+}

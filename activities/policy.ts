@@ -29,7 +29,11 @@ export async function loadPolicyFile(file: string): Promise<LoadedPolicy> {
   for (const env of Object.values(policy.environments)) {
     if (env.kubernetes?.kubeconfig) env.kubernetes.kubeconfig = absolute(env.kubernetes.kubeconfig);
     if (env.docker?.tls)
-      env.docker.tls = { ca: absolute(env.docker.tls.ca), cert: absolute(env.docker.tls.cert), key: absolute(env.docker.tls.key) };
+      env.docker.tls = {
+        ca: absolute(env.docker.tls.ca),
+        cert: absolute(env.docker.tls.cert),
+        key: absolute(env.docker.tls.key),
+      };
   }
   return { file, hash: createHash('sha256').update(bytes).digest('hex'), policy };
 }

@@ -63,6 +63,8 @@ export function judgeFreeze(
   const window = `${environment} is frozen until ${freeze.until}: ${freeze.reason}`;
   if (breakGlass === undefined) return { refused: window };
   if (!isNamed(who, policy.breakGlass))
-    return { refused: `${window}; ${who.user} may not break glass (allowed: ${policy.breakGlass.join(', ') || 'none'})` };
+    return {
+      refused: `${window}; ${who.user} may not break glass (allowed: ${policy.breakGlass.join(', ') || 'none'})`,
+    };
   return { override: `${who.user} overrode the freeze (${freeze.reason}): ${breakGlass}` };
 }

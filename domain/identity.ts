@@ -64,7 +64,9 @@ export type IdentitySettings = z.infer<typeof identitySettingsSchema>;
  */
 export function isNamed(identity: Identity, principals: readonly string[]): boolean {
   const groups = new Set(identity.groups.map((g) => g.replace(/^\//, '')));
-  return principals.some((p) => (p.startsWith('group:') ? groups.has(p.slice(6).replace(/^\//, '')) : p === identity.user));
+  return principals.some((p) =>
+    p.startsWith('group:') ? groups.has(p.slice(6).replace(/^\//, '')) : p === identity.user,
+  );
 }
 
 /** An identity as reports show it: the name, and the proof when it is not a verified token. */

@@ -24,7 +24,10 @@ const commonRequest = {
 export const deployRequestSchema = z.strictObject({ ...commonRequest, version: versionSchema });
 export type DeployRequest = z.infer<typeof deployRequestSchema>;
 
-export const rollbackRequestSchema = z.strictObject({ ...commonRequest, toDeploymentId: deploymentIdSchema.optional() });
+export const rollbackRequestSchema = z.strictObject({
+  ...commonRequest,
+  toDeploymentId: deploymentIdSchema.optional(),
+});
 export type RollbackRequest = z.infer<typeof rollbackRequestSchema>;
 
 /** Requests of runs started before the platform policy: they carried their environment's settings themselves. */

@@ -15,7 +15,9 @@ export function parseYamlFile<T>(text: string, file: string, check: (document: u
     throw new SpecError(
       file,
       // Only the first line of the parser's message: the rest quotes the file, which may hold a secret.
-      document.errors.map((e) => `line ${lineCounter.linePos(e.pos[0]).line}: YAML syntax: ${e.message.split('\n')[0]}`),
+      document.errors.map(
+        (e) => `line ${lineCounter.linePos(e.pos[0]).line}: YAML syntax: ${e.message.split('\n')[0]}`,
+      ),
     );
   // A missing field has no node of its own: it is reported at the closest enclosing one.
   const at = (path: PropertyKey[]) => {
@@ -28,6 +30,10 @@ export function parseYamlFile<T>(text: string, file: string, check: (document: u
     return '';
   };
   const { value, problems } = check(document.toJS());
-  if (value === undefined || problems.length) throw new SpecError(file, problems.map((p) => `${at(p.path)}${formatProblem(p)}`));
+  if (value === undefined || problems.length)
+    throw new SpecError(
+      file,
+      problems.map((p) => `${at(p.path)}${formatProblem(p)}`),
+    );
   return value;
 }

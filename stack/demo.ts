@@ -220,11 +220,14 @@ async function showForgedVotes(handle: WorkflowHandle, approver: string): Promis
   const selfApproval = await castVote(handle, {
     decision: 'approve',
     credential: { kind: 'insecure-dev', user: 'ci-bot' },
-  }).catch((error: unknown) => (error as Error).message);
+  }).then(
+    () => 'counted (it should not have been)',
+    (error: unknown) => (error as Error).message,
+  );
   const status = await fetchStatus(handle);
   const forged = status.approval?.refused.find((r) => r.via === 'signal');
   printLine(`  a Signal claiming to be ${approver}: refused (${forged?.reason ?? 'not recorded yet'})`);
-  printLine(`  ci-bot approving its own deploy: ${String(selfApproval)}`);
+  printLine(`  ci-bot approving its own deploy: ${selfApproval}`);
 }
 
 async function waitUntilAwaitingApproval(handle: WorkflowHandle): Promise<void> {

@@ -71,7 +71,9 @@ export async function devCommand(options: { port: string; uiPort: string; db?: s
   let policyFile = policyFileFromEnv();
   if (!policyFile) {
     policyFile = await writePolicy(resolve('.deploy-agent', 'dev-policy.yaml'), devPolicy(process.cwd()));
-    printLine(`Platform policy: ${policyFile} (insecure dev mode; add your services' ports, or set DEPLOY_AGENT_POLICY)`);
+    printLine(
+      `Platform policy: ${policyFile} (insecure dev mode; add your services' ports, or set DEPLOY_AGENT_POLICY)`,
+    );
   }
   const stack = await startDevStack({
     port: Number(options.port),

@@ -29,7 +29,7 @@ run_logged() {
 logs_dir="$DEPLOY_AGENT_CACHE/logs"
 mkdir -p "$logs_dir"
 
-APT_PACKAGES=(docker.io docker-registry etcd-server prometheus busybox-static docker-compose)
+APT_PACKAGES=(docker.io docker-registry etcd-server prometheus busybox-static docker-compose nginx-light openssl)
 
 install_debian_packages() {
   local wanted=("${APT_PACKAGES[@]}") missing=() p
@@ -48,7 +48,7 @@ install_debian_packages() {
     apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends "${missing[@]}"
   # Packages may start system-wide daemons on default ports; the stack runs its own instances on free ports.
   if command -v systemctl >/dev/null 2>&1; then
-    for p in docker containerd docker-registry etcd prometheus; do
+    for p in docker containerd docker-registry etcd prometheus nginx; do
       if systemctl is-active --quiet "$p" 2>/dev/null; then systemctl disable --now "$p" >/dev/null 2>&1 || true; fi
     done
   fi

@@ -97,7 +97,10 @@ async function judge(
   const { environment } = request;
   const { workflowId } = workflowInfo();
   if (workflowId !== lockId(spec.service, environment))
-    throw fail('invalid', `workflow id ${workflowId} is not ${lockId(spec.service, environment)}, the lock of the request`);
+    throw fail(
+      'invalid',
+      `workflow id ${workflowId} is not ${lockId(spec.service, environment)}, the lock of the request`,
+    );
 
   const policy = await admissionActivities.loadPolicy({ service: spec.service, environment, spec });
   runbook.status.policyHash = policy.hash;
@@ -131,7 +134,13 @@ async function judge(
   runbook.status.checks.push({ check: 'permission', passed: true, detail });
   runbook.audit('request', 'accepted', runbook.status.requestedBy, `${kind}: ${detail}`);
   return {
-    target: { service: spec.service, environment, spec, settings: policy.environment, budgets: budgetsOf(policy.environment) },
+    target: {
+      service: spec.service,
+      environment,
+      spec,
+      settings: policy.environment,
+      budgets: budgetsOf(policy.environment),
+    },
     verifier,
   };
 }
@@ -159,7 +168,7 @@ function describe({ target }: Admission): string {
 /** A request that is not even shaped right ends `invalid` at once, with a report naming what was wrong. */
 function refusedIntake(kind: 'deploy' | 'rollback', input: unknown, problems: string[]): Intake {
   const field = (name: string) => {
-    const value = (typeof input === 'object' && input !== null ? (input as Record<string, unknown>)[name] : undefined);
+    const value = typeof input === 'object' && input !== null ? (input as Record<string, unknown>)[name] : undefined;
     return nameSchema.safeParse(value).success ? (value as string) : 'invalid';
   };
   const spec = (typeof input === 'object' && input !== null ? (input as { spec?: unknown }).spec : undefined) ?? {};
@@ -179,32 +188,30 @@ function refusedIntake(kind: 'deploy' | 'rollback', input: unknown, problems: st
   };
 }
 
-interface LegacySettings extends Omit<EnvironmentPolicy, 'docker'> {
-  docker?: EnvironmentPolicy['docker'] & { hostPort?: number };
-}
-
 /** Runs started before the platform policy: their request held the environment's settings and a named requester. */
 function legacyIntake(
   request: LegacyDeployRequest | LegacyRollbackRequest,
   init: Pick<StatusInit, 'kind' | 'version'>,
 ): Intake {
   const { target, requestedBy } = request;
-  const settings = target.settings as LegacySettings;
-  const docker = settings.docker && {
-    ...settings.docker,
-    ports: { [target.service]: settings.docker.hostPort ?? 0, ...settings.docker.ports },
+  const { settings } = target;
+  // Their Docker settings named one port, for the one service of the spec.
+  const hostPort = (settings.docker as { hostPort?: number } | undefined)?.hostPort;
+  const docker = settings.docker && { ...settings.docker, ports: { [target.service]: hostPort ?? 0 } };
+  const admission: Admission = {
+    target: { ...target, settings: { ...settings, docker } },
+    verifier: { kind: 'legacy' },
   };
-  const admission: Admission = { target: { ...target, settings: { ...settings, docker } }, verifier: { kind: 'legacy' } };
   return {
     init: { ...init, service: target.service, environment: target.environment, requestedBy, reason: request.reason },
-    admit: async (runbook) => {
+    admit: (runbook) => {
       const forbidden = refuseRequester(target.environment, admission.target.settings, runbook.requester);
-      if (forbidden) {
-        runbook.status.checks.push({ check: 'permission', passed: false, detail: forbidden });
-        throw fail('forbidden', forbidden);
-      }
-      runbook.status.checks.push({ check: 'permission', passed: true, detail: `${requestedBy} may deploy` });
-      return admission;
+      runbook.status.checks.push({
+        check: 'permission',
+        passed: forbidden === undefined,
+        detail: forbidden ?? `${requestedBy} may deploy`,
+      });
+      return forbidden ? Promise.reject(fail('forbidden', forbidden)) : Promise.resolve(admission);
     },
   };
 }

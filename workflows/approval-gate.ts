@@ -1,4 +1,4 @@
-import { ApplicationFailure, condition, setHandler } from '@temporalio/workflow';
+import { type ApplicationFailure, condition, setHandler } from '@temporalio/workflow';
 import { bounded, MAX_REFUSED_KEPT } from '../domain/audit.js';
 import { refuseVote } from '../domain/authorization.js';
 import { fail } from '../domain/failures.js';

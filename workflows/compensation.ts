@@ -39,10 +39,11 @@ export class Compensation {
       if (this.decision) return `already resolved: ${this.decision.action} by ${this.decision.operator}`;
       return undefined;
     };
-    const validator = (schema: typeof resolveRequestSchema | typeof compensationDecisionSchema) => (payload: unknown) => {
-      const reason = refusal(payload, schema);
-      if (reason) throw new Error(reason);
-    };
+    const validator =
+      (schema: typeof resolveRequestSchema | typeof compensationDecisionSchema) => (payload: unknown) => {
+        const reason = refusal(payload, schema);
+        if (reason) throw new Error(reason);
+      };
     if (verifier.kind === 'legacy') {
       setHandler(resolveCompensationUpdate, (decision) => this.decide(decision as CompensationDecision), {
         validator: validator(compensationDecisionSchema),
@@ -76,7 +77,12 @@ export class Compensation {
 
   private decide(decision: CompensationDecision): string {
     this.decision = decision;
-    this.runbook.audit('resolve', 'accepted', decision.operator, `${decision.action}${decision.reason ? `: ${decision.reason}` : ''}`);
+    this.runbook.audit(
+      'resolve',
+      'accepted',
+      decision.operator,
+      `${decision.action}${decision.reason ? `: ${decision.reason}` : ''}`,
+    );
     return `${decision.action} accepted from ${decision.operator}`;
   }
 

@@ -119,7 +119,8 @@ export async function dryRunRelease(target: KubernetesTarget, image?: PinnedImag
       await serverSideApply(cluster, object, { fieldManager: target.fieldManager, dryRun: true });
     } catch (error) {
       if (isRefusal(error)) problems.push(`${describe(refOf(object))}: ${explain(error)}`);
-      else if (isFailureOf(error, 'invalid') || isFailureOf(error, 'forbidden')) problems.push(`${describe(refOf(object))}: ${messageOf(error)}`);
+      else if (isFailureOf(error, 'invalid') || isFailureOf(error, 'forbidden'))
+        problems.push(`${describe(refOf(object))}: ${messageOf(error)}`);
       else throw error;
     }
   }

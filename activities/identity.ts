@@ -163,7 +163,7 @@ function refusal(error: unknown, oidc: OidcSettings, claimed: JWTPayload, maxAge
     error instanceof errors.JWKSInvalid ||
     !(error instanceof errors.JOSEError)
   )
-    return unreachable(`the OpenID provider ${oidc.issuer}`, error);
+    return unreachable(`the OpenID provider ${oidc.issuer}`, rootCause(error));
   if (error.code === 'ERR_JOSE_GENERIC') return unreachable(`the OpenID provider ${oidc.issuer}`, error);
   return fail('forbidden', `token refused: ${error.message}`);
 }
@@ -201,7 +201,7 @@ async function discover(issuer: string): Promise<KeySet> {
   try {
     response = await fetch(url, { signal: AbortSignal.timeout(HTTP_TIMEOUT_MS) });
   } catch (error) {
-    throw unreachable(`the OpenID provider ${issuer}`, error);
+    throw unreachable(`the OpenID provider ${issuer}`, rootCause(error));
   }
   if (response.status >= 500 || response.status === 429)
     throw unreachable(`the OpenID provider ${issuer}`, new Error(`HTTP ${response.status} for ${url}`));
@@ -235,6 +235,12 @@ async function discover(issuer: string): Promise<KeySet> {
     throw fail('forbidden', `tokens cannot be verified: the jwks_uri of ${issuer} is not a URL`);
   }
   return { keys: createRemoteJWKSet(jwksUri, { timeoutDuration: HTTP_TIMEOUT_MS }), discoveredAt: Date.now() };
+}
+
+/** fetch says only "fetch failed"; the socket's error (ECONNREFUSED, a timeout) is in its cause. */
+function rootCause(error: unknown): unknown {
+  const cause = (error as { cause?: unknown } | undefined)?.cause;
+  return cause instanceof Error ? cause : error;
 }
 
 function timeOf(seconds: unknown): string {

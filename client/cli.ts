@@ -7,6 +7,7 @@ import { auditCommand } from './audit.js';
 import { closeConnections } from './connection.js';
 import { deployCommand } from './deploy.js';
 import { listCommand } from './list.js';
+import { loginCommand } from './login.js';
 import { resolveCommand } from './resolve.js';
 import { rollbackCommand } from './rollback.js';
 import { statusCommand } from './status.js';
@@ -69,6 +70,16 @@ program
       (await development('demo', () => import('../stack/demo.js'))).demoCommand(options),
     ),
   );
+
+program
+  .command('login')
+  .description('sign in with the OpenID provider (device flow); later commands send its token')
+  .option('--issuer <url>', 'the OpenID issuer (default: DEPLOY_AGENT_OIDC_ISSUER)')
+  .option(
+    '--client-id <id>',
+    'the public client to sign in with (default: DEPLOY_AGENT_OIDC_CLIENT_ID, else deploy-agent-cli)',
+  )
+  .action(run((options: { issuer?: string; clientId?: string }) => loginCommand(options)));
 
 program
   .command('worker')

@@ -12,6 +12,8 @@ import { type ServiceSpec, SpecError } from '../domain/spec.js';
 import { parseYamlFile } from '../domain/yaml.js';
 import { deploymentIdOf } from '../domain/deployment.js';
 
+const VISIBILITY_ATTEMPTS = 3;
+
 export interface LoadedPolicy {
   file: string;
   hash: string;
@@ -87,9 +89,13 @@ export function policyActivities(policyFile: string) {
       const query =
         `WorkflowType = 'deployWorkflow' AND DeployService = '${service}' AND DeployEnvironment = '${environment}' ` +
         `AND DeployVersion = '${version}' AND DeployStatus = 'succeeded'`;
-      for await (const run of Context.current().client.workflow.list({ query, pageSize: 1 }))
-        return deploymentIdOf(run.workflowId, run.runId);
-      return undefined;
+      // Visibility is written a moment after a run closes: a success that just happened is looked for again.
+      for (let attempt = 1; ; attempt++) {
+        for await (const run of Context.current().client.workflow.list({ query, pageSize: 1 }))
+          return deploymentIdOf(run.workflowId, run.runId);
+        if (attempt === VISIBILITY_ATTEMPTS) return undefined;
+        await Context.current().sleep(1_000);
+      }
     },
   };
 }

@@ -205,7 +205,10 @@ export async function sendUpdate<R>(what: string, send: () => Promise<R>): Promi
     return await send();
   } catch (error) {
     if (error instanceof WorkflowUpdateFailedError)
-      throw new InvalidInput(`${what} refused: ${error.cause?.message ?? error.message}`);
+      // The workflow's own refusals already say so ("vote refused: ..."): said once.
+      throw new InvalidInput(
+        `${what} refused: ${(error.cause?.message ?? error.message).replace(/^\w+ refused: /, '')}`,
+      );
     if (error instanceof WorkflowNotFoundError || grpcStatusIn(error) === GRPC_NOT_FOUND)
       throw new InvalidInput(`${what} refused: the deployment has ended or does not exist (${messageOf(error)})`);
     throw error;

@@ -1,17 +1,24 @@
-/** The bundled example: a service taken through deploy, approval, a failing version and its automatic rollback. */
+/**
+ * The bundled example: a service taken through deploy, approval, a failing version and its automatic rollback, with
+ * every identity proven by a token of a real OpenID provider.
+ */
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { decodeJwt, decodeProtectedHeader, generateKeyPair, SignJWT } from 'jose';
 import { simpleGit } from 'simple-git';
 import { deploymentIdOf } from '../domain/deployment.js';
+import { InvalidInput } from '../domain/failures.js';
+import type { Credential } from '../domain/identity.js';
 import { renderReport } from '../domain/report.js';
 import { reportsDirFromEnv } from '../worker/index.js';
 import { untilInterrupted } from '../worker/main.js';
 import type { WorkflowHandle } from '@temporalio/client';
 import { connect } from '../client/connection.js';
+import { credentialFor } from '../client/credentials.js';
 import { startDeploy } from '../client/deploy.js';
 import { follow } from '../client/follow.js';
 import { printLine } from '../client/output.js';
@@ -23,6 +30,7 @@ import { voteSignal } from '../workflows/messages.js';
 import { startDevStack } from './dev.js';
 import { writePolicy } from './policy.js';
 import { buildServiceImage, startLocalDockerStack } from './docker.js';
+import { CI_PIPELINE, clientCredentialsEnv, passwordGrantToken, REALM_AUDIENCE, startKeycloak } from './keycloak.js';
 import { startKubeControlPlane } from './kube.js';
 import { freePort } from './processes.js';
 
@@ -116,18 +124,20 @@ async function prepareKubernetes(
   };
 }
 
-/** The demo's platform policy: production is protected, approvals by a named user or a group. */
-function demoPolicy(workDir: string, production: Record<string, unknown>): Record<string, unknown> {
+/**
+ * The demo's platform policy: identities are the provider's tokens, verified by the worker; production is protected,
+ * only CI deploys there, and one approval is needed, by a member of a provider group or by a named user.
+ */
+function demoPolicy(workDir: string, production: Record<string, unknown>, issuer: string): Record<string, unknown> {
   return {
-    // Names nobody proves: every report of this mode says so. A real worker verifies OpenID Connect tokens.
-    identity: { insecureDevMode: true },
+    identity: { oidc: { issuer, audience: REALM_AUDIENCE } },
     sourceRoots: [workDir],
     environments: {
       production: {
         ...production,
         protected: true,
-        deployers: ['ci-bot'],
-        approval: { required: 1, approvers: ['alice', 'group:release-managers', 'bob'], deadline: '24h' },
+        deployers: [CI_PIPELINE.user],
+        approval: { required: 1, approvers: ['group:approvers', 'alice'], deadline: '24h' },
         rollbackRequiresApproval: true,
       },
     },
@@ -142,6 +152,17 @@ export async function demoCommand(options: { exit?: boolean; target?: string }):
   const workDir = await mkdtemp(join(tmpdir(), 'deploy-agent-demo-'));
   const stops: (() => Promise<void>)[] = [];
   try {
+    printLine('Starting the OpenID provider (Keycloak, realm deploy-agent) on loopback...');
+    // Awaited only when the policy needs its issuer: its 20 s or more overlap the Docker engine's start and the builds.
+    const keycloakStarting = startKeycloak(join(workDir, 'keycloak'));
+    // A failed start is reported where it is awaited, not as an unhandled rejection while Docker still starts.
+    void keycloakStarting.catch(() => undefined);
+    stops.push(() =>
+      keycloakStarting.then(
+        (keycloak) => keycloak.stop(),
+        () => undefined,
+      ),
+    );
     printLine('Starting a Docker engine and an image registry on loopback...');
     const docker = await startLocalDockerStack(join(workDir, 'docker'));
     stops.push(() => docker.stop());
@@ -155,7 +176,10 @@ export async function demoCommand(options: { exit?: boolean; target?: string }):
     await createSourceRepository(join(workDir, 'web-shop-source'));
     const prepare = target === 'kubernetes' ? prepareKubernetes : prepareDocker;
     const { specFor, where, production } = await prepare(workDir, docker, stops);
-    const policyFile = await writePolicy(join(workDir, 'policy.yaml'), demoPolicy(workDir, production));
+    const keycloak = await keycloakStarting;
+    const issuer = keycloak.issuer();
+    printLine(`OpenID provider: ${issuer} (ready in ${(keycloak.readyInMs / 1000).toFixed(1)} s)`);
+    const policyFile = await writePolicy(join(workDir, 'policy.yaml'), demoPolicy(workDir, production, issuer));
     printLine(`Platform policy (the worker's, not the requester's): ${policyFile}`);
 
     const port = await portOr(7233);
@@ -177,23 +201,29 @@ export async function demoCommand(options: { exit?: boolean; target?: string }):
 
     const client = await connect();
     const outcomes: string[] = [];
-    process.env.DEPLOY_AGENT_USER = 'ci-bot';
+    // This process plays the CI job: its requests carry the pipeline's client-credentials token. A raw token of the
+    // person running the demo would come first in credentialFor and deploy in their name instead.
+    delete process.env.DEPLOY_AGENT_TOKEN;
+    delete process.env.DEPLOY_AGENT_TOKEN_FILE;
+    Object.assign(process.env, clientCredentialsEnv(issuer));
     for (const [index, release] of RELEASES.entries()) {
       const approver = index % 2 === 0 ? 'alice' : 'bob';
-      printLine(`\n== ci-bot deploys web-shop ${release.version} to production ==`);
+      printLine(`\n== CI (${CI_PIPELINE.user}) deploys web-shop ${release.version} to production ==`);
       const spec = await loadSpecFile(await specFor(release));
       const handle = await startDeploy(client, spec, { env: 'production', version: release.version });
       const deploymentId = deploymentIdOf(handle.workflowId, handle.firstExecutionRunId);
       printLine(`deployment ${deploymentId}\n${workflowLink(handle.workflowId, handle.firstExecutionRunId)}`);
       const progress = follow(handle, { live: true });
       await waitUntilAwaitingApproval(handle);
-      await showForgedVotes(handle, approver);
-      printLine(`  ${approver} approves`);
-      await castVote(handle, {
+      await showRefusedVotes(handle, issuer);
+      const token = await passwordGrantToken(issuer, approver);
+      const record = await castVote(handle, {
         decision: 'approve',
         comment: `demo approval of ${release.version}`,
-        credential: { kind: 'insecure-dev', user: approver },
+        credential: { kind: 'oidc', token },
       });
+      const approvals = record.votes.filter((v) => v.decision === 'approve').length;
+      printLine(`  ${approver}, signed in with a password: counted (${approvals} of ${record.required} approvals)`);
       const outcome = await progress;
       if (outcome.kind !== 'status') throw new Error(`deployment ${deploymentId}: ${outcome.kind}`);
       const { status } = outcome;
@@ -214,20 +244,46 @@ export async function demoCommand(options: { exit?: boolean; target?: string }):
   }
 }
 
-/** What an attacker tries at the gate, refused next to the real approval: a vote in someone else's name, a self-approval. */
-async function showForgedVotes(handle: WorkflowHandle, approver: string): Promise<void> {
-  await handle.signal(voteSignal, { approver, decision: 'approve' });
-  const selfApproval = await castVote(handle, {
-    decision: 'approve',
-    credential: { kind: 'insecure-dev', user: 'ci-bot' },
-  }).then(
-    () => 'counted (it should not have been)',
-    (error: unknown) => (error as Error).message,
-  );
+/**
+ * What gets refused at the gate, next to the real approval: a forged token, CI approving its own deploy, and a
+ * Signal, which carries no token at all. Any of them counted would be a hole: the demo stops there.
+ */
+async function showRefusedVotes(handle: WorkflowHandle, issuer: string): Promise<void> {
+  // Sent first: the updates after it are handled after it, so the status read below already holds its refusal.
+  await handle.signal(voteSignal, { approver: 'alice', decision: 'approve' });
+  const attempts: [string, () => Promise<Credential>][] = [
+    [
+      "a token with bob's claims, signed by a key the provider never had",
+      async () => ({ kind: 'oidc', token: await forgedToken(await passwordGrantToken(issuer, 'bob')) }),
+    ],
+    ['CI approving its own deploy', () => credentialFor('vote')],
+  ];
+  for (const [what, credential] of attempts)
+    printLine(`  ${what}: refused (${await refusalOf(handle, await credential(), what)})`);
   const status = await fetchStatus(handle);
-  const forged = status.approval?.refused.find((r) => r.via === 'signal');
-  printLine(`  a Signal claiming to be ${approver}: refused (${forged?.reason ?? 'not recorded yet'})`);
-  printLine(`  ci-bot approving its own deploy: ${selfApproval}`);
+  const signal = status.approval?.refused.find((r) => r.via === 'signal');
+  if (!signal) throw new Error('the Signal vote claiming to be alice was not refused');
+  printLine(`  a Signal claiming to be alice: refused (${signal.reason})`);
+}
+
+/** The worker's reason for refusing a vote. */
+async function refusalOf(handle: WorkflowHandle, credential: Credential, what: string): Promise<string> {
+  try {
+    await castVote(handle, { decision: 'approve', credential });
+  } catch (error) {
+    if (!(error instanceof InvalidInput)) throw error;
+    // The CLI's prefix and the workflow's own: the reason is what follows them.
+    return error.message.replace(/^(vote refused: )+/, '');
+  }
+  throw new Error(`${what}: the vote was counted`);
+}
+
+/** The same header and claims as a real token, signed by a fresh key: what someone who copied a token can make. */
+async function forgedToken(realToken: string): Promise<string> {
+  const header = decodeProtectedHeader(realToken);
+  const alg = header.alg ?? 'RS256';
+  const { privateKey } = await generateKeyPair(alg);
+  return new SignJWT(decodeJwt(realToken)).setProtectedHeader({ ...header, alg }).sign(privateKey);
 }
 
 async function waitUntilAwaitingApproval(handle: WorkflowHandle): Promise<void> {

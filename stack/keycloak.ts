@@ -1,4 +1,4 @@
-// Keycloak, the OpenID Connect provider the identity tests run against: the distribution provisioned by
+// Keycloak, the OpenID Connect provider the identity tests and the demo run against: the distribution provisioned by
 // stack/provision-keycloak.sh, started in development mode with an in-memory database and the test realms of
 // stack/keycloak/realm.json, on loopback.
 //
@@ -115,6 +115,55 @@ export async function startKeycloak(workDir: string, options: KeycloakOptions = 
     readyInMs,
     stop: () => child.stop({ graceMs: STOP_GRACE_MS }),
   };
+}
+
+// ---- How the people and the CI system of stack/keycloak/realm.json get their tokens (the demo plays them) ----
+
+/** The audience the realm's deploy-agent clients put into their tokens. */
+export const REALM_AUDIENCE = 'deploy-agent';
+
+/** The realm's confidential client for CI, with its fixed secret; Keycloak names its service account after it. */
+export const CI_PIPELINE = {
+  clientId: 'ci-pipeline',
+  secret: 'ci-pipeline-test-secret',
+  user: 'service-account-ci-pipeline',
+} as const;
+
+/** The settings the CLI takes for a client-credentials login (client/credentials.ts), as a CI job sets them. */
+export function clientCredentialsEnv(issuer: string): Record<string, string> {
+  return {
+    DEPLOY_AGENT_CLIENT_ID: CI_PIPELINE.clientId,
+    DEPLOY_AGENT_CLIENT_SECRET: CI_PIPELINE.secret,
+    DEPLOY_AGENT_OIDC_ISSUER: issuer,
+  };
+}
+
+/**
+ * A user's access token by the password grant of the realm's public CLI client, where the realm allows it; its
+ * users' passwords are their names. A person would sign in with `deploy-agent login` (device flow) instead.
+ */
+export async function passwordGrantToken(issuer: string, user: string, password = user): Promise<string> {
+  const response = await fetch(`${issuer}/protocol/openid-connect/token`, {
+    method: 'POST',
+    body: new URLSearchParams({
+      grant_type: 'password',
+      client_id: 'deploy-agent-cli',
+      username: user,
+      password,
+      scope: 'openid',
+    }),
+    signal: AbortSignal.timeout(15_000),
+  });
+  const body = (await response.json().catch(() => ({}))) as {
+    access_token?: string;
+    error?: string;
+    error_description?: string;
+  };
+  if (!response.ok || !body.access_token)
+    throw new Error(
+      `keycloak: no token for ${user}: ${body.error ?? `HTTP ${response.status}`} ${body.error_description ?? ''}`.trim(),
+    );
+  return body.access_token;
 }
 
 /**

@@ -7,14 +7,21 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { decodeJwt, decodeProtectedHeader, generateKeyPair, SignJWT, type JWTPayload } from 'jose';
-import { issuerOf, startKeycloak, DEFAULT_REALM, type Keycloak } from '../../stack/keycloak.js';
+import {
+  CI_PIPELINE,
+  DEFAULT_REALM,
+  issuerOf,
+  type Keycloak,
+  REALM_AUDIENCE,
+  startKeycloak,
+} from '../../stack/keycloak.js';
 import { registerExitCleanup } from '../../stack/processes.js';
 
 export const OIDC_URL_ENV = 'DEPLOY_AGENT_TEST_OIDC_URL';
 /** The confidential client of the test realm (stack/keycloak/realm.json) and its fixed secret. */
-export const CI_CLIENT = { id: 'ci-pipeline', secret: 'ci-pipeline-test-secret' };
+export const CI_CLIENT = { id: CI_PIPELINE.clientId, secret: CI_PIPELINE.secret };
 /** The audience the test realm's deploy-agent clients put into their tokens. */
-export const AUDIENCE = 'deploy-agent';
+export const AUDIENCE = REALM_AUDIENCE;
 
 export interface OidcProvider {
   url: string;

@@ -12,7 +12,8 @@ import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
-import { freePort, registerExitCleanup, startAndWait, type ManagedProcess } from './processes.js';
+import { createCertificateAuthority } from './nginx.js';
+import { freePort, registerExitCleanup, startAndWait, tcpAnswers, type ManagedProcess } from './processes.js';
 
 export interface DockerEngine {
   socketPath: string;
@@ -31,7 +32,21 @@ export interface DockerEngine {
   startDaemon(): Promise<void>;
   /** Removes every container, stops the daemon and removes its bridge and mounts. Safe to call twice. */
   stop(): Promise<void>;
+  /** tcp://127.0.0.1:PORT when started with `tls`: the same engine, as a worker on another machine reaches it. */
+  tlsHost?: string;
+  /**
+   * With `tls`: the CA that signed the engine's certificate, and a client certificate and key from that CA, which
+   * the engine requires on `tlsHost`. Shaped as a policy's `docker.tls`, so that a target can take it as it is.
+   */
+  tls?: { ca: string; cert: string; key: string };
 }
+
+export interface DockerEngineOptions {
+  /** Also serve the API on `tlsHost`, over TLS that requires a client certificate (`--tlsverify`). */
+  tls?: boolean;
+}
+
+export type TlsDockerEngine = DockerEngine & Required<Pick<DockerEngine, 'tlsHost' | 'tls'>>;
 
 export interface LocalRegistry {
   /** 127.0.0.1:PORT, usable as an image name prefix. */
@@ -70,7 +85,9 @@ const MAX_EXEC_ROOT_LENGTH = 60;
 // Where Debian puts ip, dockerd and docker-proxy; a caller's PATH may lack the sbin directories.
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-export async function startDockerEngine(workDir: string): Promise<DockerEngine> {
+export function startDockerEngine(workDir: string, options: { tls: true }): Promise<TlsDockerEngine>;
+export function startDockerEngine(workDir: string, options?: DockerEngineOptions): Promise<DockerEngine>;
+export async function startDockerEngine(workDir: string, options: DockerEngineOptions = {}): Promise<DockerEngine> {
   if (process.getuid?.() !== 0) throw new Error('docker: the local Docker engine needs root (bridge, mounts, dockerd)');
   const dockerd = findExecutable('dockerd');
   const dockerInit = findExecutable('docker-init', false);
@@ -92,6 +109,8 @@ export async function startDockerEngine(workDir: string): Promise<DockerEngine> 
   await mkdir(dataRoot, { recursive: true });
   // An empty config file keeps the machine's /etc/docker/daemon.json out of the picture.
   await writeFile(configFile, '{}\n');
+  const pki = options.tls ? await engineCertificates(path.join(dir, 'pki')) : undefined;
+  let tlsPort = pki ? await freePort() : 0;
 
   const id = randomBytes(4).toString('hex');
   const bridge = await createBridge(id);
@@ -120,20 +139,47 @@ export async function startDockerEngine(workDir: string): Promise<DockerEngine> 
     `--containerd-namespace=deploy-agent-${id}`,
     `--containerd-plugins-namespace=deploy-agent-${id}-plugins`,
   ];
+  const tlsArgs = () =>
+    pki
+      ? [
+          `--host=tcp://127.0.0.1:${tlsPort}`,
+          '--tlsverify',
+          `--tlscacert=${pki.ca}`,
+          `--tlscert=${pki.server.certPath}`,
+          `--tlskey=${pki.server.keyPath}`,
+        ]
+      : [];
+  // A caller may go straight to tlsHost: the engine is ready once both listeners answer.
+  const ready = async () => (await ping(socketPath)) && (!pki || (await tcpAnswers('127.0.0.1', tlsPort)));
   // docker-init (tini) as a subreaper reaps the containerd shims that would otherwise end as zombies of init.
-  const launch = () =>
-    startAndWait({
+  const launch = () => {
+    const daemonArgs = [...args, ...tlsArgs()];
+    return startAndWait({
       name: 'dockerd',
       command: dockerInit ?? dockerd,
-      args: dockerInit ? ['-s', '--', dockerd, ...args] : args,
+      args: dockerInit ? ['-s', '--', dockerd, ...daemonArgs] : daemonArgs,
       logFile,
       env: { ...process.env, PATH: `${process.env.PATH ?? ''}:${SYSTEM_PATH}` },
-      ready: { probe: () => ping(socketPath), timeoutMs: ENGINE_START_MS, intervalMs: 200 },
+      ready: { probe: ready, timeoutMs: ENGINE_START_MS, intervalMs: 200 },
       stop: { graceMs: ENGINE_STOP_GRACE_MS },
     });
+  };
+  // The TLS port is free when chosen but may be taken before dockerd binds it: a few are tried. A restart keeps the
+  // port it got, since callers hold tlsHost.
+  const launchFirst = async (): Promise<ManagedProcess> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await launch();
+      } catch (error) {
+        if (!pki || attempt >= 3 || !/address already in use/.test(message(error))) throw error;
+        killProcessesMentioning(markers);
+        tlsPort = await freePort();
+      }
+    }
+  };
   let daemon: ManagedProcess;
   try {
-    daemon = await launch();
+    daemon = await launchFirst();
   } catch (error) {
     cleanUpSync();
     unregister();
@@ -155,6 +201,7 @@ export async function startDockerEngine(workDir: string): Promise<DockerEngine> 
     socketPath,
     dockerHost: `unix://${socketPath}`,
     bridge,
+    ...(pki && { tlsHost: `tcp://127.0.0.1:${tlsPort}`, tls: pki.client }),
     client: () => client,
     stopDaemon: () =>
       changeDaemon(async () => {
@@ -192,6 +239,14 @@ export async function startDockerEngine(workDir: string): Promise<DockerEngine> 
       return stopping;
     },
   };
+}
+
+/** A test CA, the engine's server certificate (IP 127.0.0.1) and one client certificate the engine accepts. */
+async function engineCertificates(dir: string) {
+  const authority = await createCertificateAuthority(dir, 'deploy-agent test Docker engine CA');
+  const server = await authority.issue('engine', 'server');
+  const client = await authority.issue('client', 'client');
+  return { ca: authority.caPath, server, client: { ca: authority.caPath, cert: client.certPath, key: client.keyPath } };
 }
 
 /**
@@ -264,10 +319,13 @@ export async function startRegistry(workDir: string): Promise<LocalRegistry> {
 }
 
 /** An engine and a registry, with the busybox base image imported and pushed. */
-export async function startLocalDockerStack(workDir: string): Promise<LocalDockerStack> {
+export async function startLocalDockerStack(
+  workDir: string,
+  options: DockerEngineOptions = {},
+): Promise<LocalDockerStack> {
   const dir = path.resolve(workDir);
   const [engine, registry] = await Promise.allSettled([
-    startDockerEngine(path.join(dir, 'engine')),
+    startDockerEngine(path.join(dir, 'engine'), options),
     startRegistry(path.join(dir, 'registry')),
   ]);
   const started = [engine, registry].flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));

@@ -34,7 +34,7 @@ const RETRYABLE_CLIENT_ERRORS = new Set([404, 408, 409, 429]);
 const engines = new Map<string, Docker>();
 
 function engine({ host, tls }: DockerTarget): Docker {
-  const key = `${host}|${tls?.cert ?? ''}`;
+  const key = JSON.stringify([host, tls?.ca, tls?.cert, tls?.key]);
   let docker = engines.get(key);
   if (!docker) {
     const url = new URL(host);
@@ -43,7 +43,8 @@ function engine({ host, tls }: DockerTarget): Docker {
         ? new Docker({ socketPath: url.pathname, timeout: ENGINE_TIMEOUT_MS })
         : new Docker({
             host: url.hostname,
-            port: Number(url.port),
+            // The docker CLI's defaults when the address names no port.
+            port: Number(url.port || (tls || url.protocol === 'https:' ? 2376 : 2375)),
             // A tcp:// engine with TLS material speaks https, as the docker CLI's --tlsverify does.
             protocol: url.protocol === 'https:' || tls ? 'https' : 'http',
             ...(tls ? { ca: readFileSync(tls.ca), cert: readFileSync(tls.cert), key: readFileSync(tls.key) } : {}),
@@ -64,6 +65,8 @@ export async function call<T>(target: DockerTarget, action: (docker: Docker) => 
     return await action(engine(target));
   } catch (error) {
     if (isConnectionError(error)) throw unreachable(`Docker engine ${target.host}`, error);
+    const tlsProblem = tlsFailure(target, error);
+    if (tlsProblem) throw tlsProblem;
     const code = statusCode(error);
     if (code === undefined || code < 400) throw error;
     const message = engineMessage(error);
@@ -73,6 +76,20 @@ export async function call<T>(target: DockerTarget, action: (docker: Docker) => 
     if (code < 500 && !RETRYABLE_CLIENT_ERRORS.has(code)) throw fail('invalid', `Docker engine refused: ${message}`);
     throw error;
   }
+}
+
+/**
+ * A TLS handshake the engine or the worker refused, or plain HTTP sent to an engine that speaks TLS: the policy's
+ * docker settings for the environment are wrong, and no retry can mend them.
+ */
+function tlsFailure({ host, environment }: DockerTarget, error: unknown): Error | undefined {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  const where = `Docker engine ${host} (environments.${environment}.docker.tls in the platform policy)`;
+  if (typeof code === 'string' && /^(ERR_SSL|ERR_TLS|UNABLE_TO_VERIFY|DEPTH_ZERO|SELF_SIGNED|CERT_)/.test(code))
+    return fail('forbidden', `${where}: TLS handshake failed: ${code}`);
+  if (/HTTP request to an HTTPS server/i.test(engineMessage(error)))
+    return fail('forbidden', `${where}: the engine requires TLS and the policy gives the worker no client certificate`);
+  return undefined;
 }
 
 /** What the engine said, without dockerode's request description around it. */

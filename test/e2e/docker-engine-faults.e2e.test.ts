@@ -14,7 +14,7 @@
  * deployment with two containers, and the fence volume held by the last attempt that changed the target.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -23,12 +23,19 @@ import Docker from 'dockerode';
 import { Client, Connection } from '@temporalio/client';
 import type proto from '@temporalio/proto';
 import { FINAL_STATES, lockId, parseDeploymentId, type DeploymentStatus } from '../../domain/deployment.js';
-import { startDevStack, type DevStack } from '../../stack/dev.js';
+import type { DevStack } from '../../stack/dev.js';
 import { buildServiceImage, startLocalDockerStack } from '../../stack/docker.js';
 import { freePort, sleep } from '../../stack/processes.js';
 import { statusQuery } from '../../workflows/messages.js';
 import { deploymentIdIn, runCli } from '../support/cli.js';
 import { startHoldingProxy, type HoldingProxy } from '../support/holding-proxy.js';
+import {
+  dockerEnvironment,
+  specYaml,
+  startTestTemporal,
+  testPolicy,
+  writeTestFiles,
+} from '../support/spec-fixtures.js';
 
 type DockerStack = Awaited<ReturnType<typeof startLocalDockerStack>>;
 type HistoryEvent = proto.temporal.api.history.v1.IHistoryEvent;
@@ -116,43 +123,18 @@ describe('the Docker engine stopped during a deploy', { timeout: 1_500_000 }, ()
     await engine.getImage(`${built}:1.1.0`).remove();
     proxy = await startHoldingProxy(docker.registry.address);
     for (const environment of ['staging', 'canary', 'qa']) ports[environment] = await freePort();
-    specFile = join(workDir, 'deploy.yaml');
-    const engineOf = (environment: string) => `    docker:
-      host: ${docker.engine.dockerHost}
-      hostPort: ${ports[environment]}`;
-    await writeFile(
-      specFile,
-      `service: ${SERVICE}
-target: docker
-image:
-  repository: ${proxy.address}/${SERVICE}
-healthCheck:
-  path: /health
-  interval: 200ms
-  timeout: 1s
-  healthyWithin: 6s
-environments:
-  staging:
-${engineOf('staging')}
-    budgets:
-      environmentUpdate: 3m
-      rollback: 2m
-  canary:
-${engineOf('canary')}
-    budgets:
-      rollback: 2m
-  qa:
-${engineOf('qa')}
-    budgets:
-      rollback: 10s
-`,
-    );
-    temporal = await startDevStack({
-      port: await freePort(),
-      uiPort: await freePort(),
-      reportsDir: join(workDir, 'reports'),
-    });
-    env = { TEMPORAL_ADDRESS: temporal.address, TEMPORAL_UI_URL: temporal.uiUrl, DEPLOY_AGENT_USER: 'ci-bot' };
+    const environment = (name: string, budgets: Record<string, string>) =>
+      dockerEnvironment(docker.engine.dockerHost, { [SERVICE]: ports[name] ?? 0 }, { budgets });
+    let policyFile: string;
+    ({ specFile, policyFile } = await writeTestFiles(workDir, {
+      spec: specYaml({ service: SERVICE, repository: `${proxy.address}/${SERVICE}`, healthyWithin: '6s' }),
+      policy: testPolicy([workDir], {
+        staging: environment('staging', { environmentUpdate: '3m', rollback: '2m' }),
+        canary: environment('canary', { rollback: '2m' }),
+        qa: environment('qa', { rollback: '10s' }),
+      }),
+    }));
+    ({ temporal, env } = await startTestTemporal(workDir, policyFile));
     connection = await Connection.connect({ address: temporal.address });
     client = new Client({ connection });
   });
@@ -418,7 +400,7 @@ ${engineOf('qa')}
     assert.equal(status.rollback?.attempts, 2, what);
     assert.deepEqual(
       status.rollback?.operatorDecisions.map((d) => [d.action, d.operator]),
-      [['retry', 'oncall']],
+      [['retry', 'oncall (unverified, insecure dev mode)']],
       what,
     );
     t.diagnostic(await assertEngineMatches('qa', status, what));

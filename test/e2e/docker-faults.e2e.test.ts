@@ -4,17 +4,24 @@
  * must never change the target again: a verified rollback means the old release is what runs.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Docker from 'dockerode';
 import { Client, Connection } from '@temporalio/client';
-import { startDevStack, type DevStack } from '../../stack/dev.js';
+import type { DevStack } from '../../stack/dev.js';
 import { buildServiceImage, startLocalDockerStack } from '../../stack/docker.js';
 import { freePort, sleep } from '../../stack/processes.js';
 import { deploymentIdIn, runCli } from '../support/cli.js';
 import { startHoldingProxy, type HoldingProxy } from '../support/holding-proxy.js';
+import {
+  dockerEnvironment,
+  specYaml,
+  startTestTemporal,
+  testPolicy,
+  writeTestFiles,
+} from '../support/spec-fixtures.js';
 
 type DockerStack = Awaited<ReturnType<typeof startLocalDockerStack>>;
 
@@ -55,33 +62,18 @@ describe('a deploy whose image pull stalls past its budget', { timeout: 600_000 
     await engine.getImage(`${built}:1.1.0`).remove();
     proxy = await startHoldingProxy(docker.registry.address);
     hostPort = await freePort();
-    specFile = join(workDir, 'deploy.yaml');
-    await writeFile(
-      specFile,
-      `service: web-shop
-target: docker
-image:
-  repository: ${proxy.address}/web-shop
-healthCheck:
-  path: /health
-  interval: 200ms
-  timeout: 1s
-  healthyWithin: 8s
-environments:
-  staging:
-    docker:
-      host: ${docker.engine.dockerHost}
-      hostPort: ${hostPort}
-    budgets:
-      environmentUpdate: 5s
-`,
-    );
-    temporal = await startDevStack({
-      port: await freePort(),
-      uiPort: await freePort(),
-      reportsDir: join(workDir, 'r'),
-    });
-    env = { TEMPORAL_ADDRESS: temporal.address, TEMPORAL_UI_URL: temporal.uiUrl, DEPLOY_AGENT_USER: 'ci-bot' };
+    let policyFile: string;
+    ({ specFile, policyFile } = await writeTestFiles(workDir, {
+      spec: specYaml({ repository: `${proxy.address}/web-shop` }),
+      policy: testPolicy([workDir], {
+        staging: dockerEnvironment(
+          docker.engine.dockerHost,
+          { 'web-shop': hostPort },
+          { budgets: { environmentUpdate: '5s' } },
+        ),
+      }),
+    }));
+    ({ temporal, env } = await startTestTemporal(workDir, policyFile));
   });
 
   let temporalStopped = false;

@@ -1,6 +1,7 @@
 /**
  * End to end on a real Kubernetes control plane (kwok nodes), the Temporal dev server, a registry holding the images,
- * and the CLI run as CI runs it.
+ * and the CLI run as CI runs it. The worker reaches the cluster as its own ServiceAccount, with exactly the rights
+ * examples/kubernetes/worker-rbac.yaml grants; the test sets up and inspects the cluster as admin.
  */
 import assert from 'node:assert/strict';
 import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -9,11 +10,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
-import { startDevStack, type DevStack } from '../../stack/dev.js';
+import type { DevStack } from '../../stack/dev.js';
 import { buildServiceImage, startLocalDockerStack } from '../../stack/docker.js';
-import { startKubeControlPlane } from '../../stack/kube.js';
+import { startKubeControlPlane, workerKubeconfig } from '../../stack/kube.js';
 import { freePort } from '../../stack/processes.js';
 import { runCli } from '../support/cli.js';
+import { startTestTemporal, testPolicy, writeTestFiles } from '../support/spec-fixtures.js';
 
 const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/kubernetes/', import.meta.url));
 const NAMESPACE = 'shop';
@@ -29,13 +31,9 @@ describe('deploys to Kubernetes end to end', { timeout: 900_000 }, () => {
   const digests: Record<string, string> = {};
 
   /** A spec per release: the release is a directory of manifests, copied with this run's registry in it. */
-  async function specFor(
-    release: string,
-    namespace = NAMESPACE,
-    kubeconfig = plane.kubeconfigPath,
-    { environment = 'staging', historyLimit = 5, extraObjects = 0 } = {},
-  ): Promise<string> {
-    const dir = join(workDir, `release-${release}-${namespace}`);
+  async function specFor(release: string, { extraObjects = 0 } = {}): Promise<string> {
+    const name = extraObjects ? `${release}-${extraObjects}` : release;
+    const dir = join(workDir, `release-${name}`);
     await cp(join(FIXTURES, release), dir, { recursive: true });
     if (extraObjects)
       await writeFile(
@@ -49,7 +47,7 @@ describe('deploys to Kubernetes end to end', { timeout: 900_000 }, () => {
       const text = await readFile(join(dir, file), 'utf8');
       await writeFile(join(dir, file), text.replaceAll('127.0.0.1:5000', docker.registry.address));
     }
-    const spec = join(workDir, `deploy-${release}-${namespace}-${environment}.yaml`);
+    const spec = join(workDir, `deploy-${name}.yaml`);
     await writeFile(
       spec,
       `service: web-shop
@@ -60,24 +58,15 @@ release:
   manifests: ${dir}
 healthCheck:
   healthyWithin: 60s
-environments:
-  ${environment}:
-    kubernetes:
-      kubeconfig: ${kubeconfig}
-      namespace: ${namespace}
-    historyLimit: ${historyLimit}
 `,
     );
     return spec;
   }
 
-  const deploy = async (release: string, version: string, namespace?: string) =>
+  const deploy = async (release: string, version: string, environment = 'staging') =>
     runCli(
-      ['deploy', '-f', await specFor(release, namespace), '--env', 'staging', '--version', version, '--wait', '--json'],
-      {
-        ...env,
-        DEPLOY_AGENT_USER: 'ci-bot',
-      },
+      ['deploy', '-f', await specFor(release), '--env', environment, '--version', version, '--wait', '--json'],
+      env,
     );
 
   const liveImage = async () =>
@@ -96,18 +85,36 @@ environments:
     kc.loadFromFile(plane.kubeconfigPath);
     core = kc.makeApiClient(k8s.CoreV1Api);
     apps = kc.makeApiClient(k8s.AppsV1Api);
-    for (const name of [NAMESPACE, 'tight', 'solo', 'big'])
-      await core.createNamespace({ body: { metadata: { name } } });
+    const namespaces = [NAMESPACE, 'tight', 'solo', 'big'];
+    for (const name of namespaces) await core.createNamespace({ body: { metadata: { name } } });
     await core.createNamespacedResourceQuota({
       namespace: 'tight',
       body: { metadata: { name: 'small' }, spec: { hard: { 'requests.cpu': '150m' } } },
     });
-    temporal = await startDevStack({
-      port: await freePort(),
-      uiPort: await freePort(),
-      reportsDir: join(workDir, 'reports'),
+    const worker = await workerKubeconfig(plane, { namespaces, file: join(workDir, 'worker.kubeconfig') });
+    const text = await readFile(worker.kubeconfigPath, 'utf8');
+    // The same cluster through a second file: the policy cannot tell that two environments share a namespace.
+    const shadow = join(workDir, 'shadow.kubeconfig');
+    await writeFile(shadow, text, { mode: 0o600 });
+    const unreachable = join(workDir, 'unreachable.kubeconfig');
+    await writeFile(unreachable, text.replace(/https:\/\/127\.0\.0\.1:\d+/, `https://127.0.0.1:${await freePort()}`), {
+      mode: 0o600,
     });
-    env = { TEMPORAL_ADDRESS: temporal.address, TEMPORAL_UI_URL: temporal.uiUrl };
+    const cluster = (namespace: string, more: Record<string, unknown> = {}, kubeconfig = worker.kubeconfigPath) => ({
+      kubernetes: { kubeconfig, namespace },
+      ...more,
+    });
+    const { policyFile } = await writeTestFiles(workDir, {
+      policy: testPolicy([workDir], {
+        staging: cluster(NAMESPACE, { historyLimit: 5 }),
+        tight: cluster('tight'),
+        unreachable: cluster('elsewhere', {}, unreachable),
+        shadow: cluster(NAMESPACE, {}, shadow),
+        solo: cluster('solo', { historyLimit: 1 }),
+        big: cluster('big'),
+      }),
+    });
+    ({ temporal, env } = await startTestTemporal(workDir, policyFile));
   });
 
   after(async () => {
@@ -118,13 +125,13 @@ environments:
   });
 
   it('validate reads the release manifests offline: a broken one exits 2 naming the file', async () => {
-    const spec = await specFor('web-shop', NAMESPACE, plane.kubeconfigPath, { environment: 'offline' });
-    const valid = await runCli(['validate', '-f', spec, '--env', 'offline'], env);
+    const spec = await specFor('web-shop');
+    const manifests = join(workDir, 'release-web-shop');
+    const valid = await runCli(['validate', '-f', spec], env);
     assert.equal(valid.code, 0, valid.stdout + valid.stderr);
-    assert.match(valid.stdout, /valid; web-shop in offline via Kubernetes namespace shop, 4 objects in /);
-    const manifests = join(workDir, 'release-web-shop-shop');
+    assert.ok(valid.stdout.includes(`: valid; web-shop via Kubernetes, 4 objects in ${manifests}\n`), valid.stdout);
     await writeFile(join(manifests, 'broken.yaml'), 'apiVersion: v1\nkind: ConfigMap\nmetadata: [unclosed\n');
-    const broken = await runCli(['validate', '-f', spec, '--env', 'offline'], env);
+    const broken = await runCli(['validate', '-f', spec], env);
     assert.equal(broken.code, 2, broken.stdout + broken.stderr);
     assert.match(broken.stderr, /release\.manifests: broken\.yaml document 1: /);
     await rm(join(manifests, 'broken.yaml'));
@@ -191,44 +198,32 @@ environments:
   });
 
   it('exits 4 when the API server is unreachable, with nothing changed', async () => {
-    const kubeconfig = join(workDir, 'unreachable.kubeconfig');
-    const text = await readFile(plane.kubeconfigPath, 'utf8');
-    await writeFile(kubeconfig, text.replace(/https:\/\/127\.0\.0\.1:\d+/, `https://127.0.0.1:${await freePort()}`));
-    const spec = await specFor('web-shop', 'elsewhere', kubeconfig);
-    const result = await runCli(['deploy', '-f', spec, '--env', 'staging', '--version', '1.1.0', '--wait', '--json'], {
-      ...env,
-      DEPLOY_AGENT_USER: 'ci-bot',
-    });
+    const result = await deploy('web-shop', '1.1.0', 'unreachable');
     assert.equal(result.code, 4, result.stdout + result.stderr);
     assert.equal((JSON.parse(result.stdout) as { state: string }).state, 'unreachable');
   });
 
   it('refuses a second environment pointing at the objects of another (exit 2), changing nothing', async () => {
     const before = await liveImage();
-    const spec = await specFor('web-shop', NAMESPACE, plane.kubeconfigPath, { environment: 'shadow' });
-    const result = await runCli(['deploy', '-f', spec, '--env', 'shadow', '--version', '2.0.0', '--wait'], {
-      ...env,
-      DEPLOY_AGENT_USER: 'ci-bot',
-    });
+    const spec = await specFor('web-shop');
+    const result = await runCli(['deploy', '-f', spec, '--env', 'shadow', '--version', '2.0.0', '--wait'], env);
     assert.equal(result.code, 2, result.stdout + result.stderr);
     assert.match(result.stdout, /Deployment\/shop\/web-shop belongs to service web-shop in environment staging/);
     assert.equal(await liveImage(), before);
   });
 
   it('rolls back to the oldest revision kept with historyLimit 1: the revision being restored is not pruned', async () => {
-    const options = { environment: 'solo', historyLimit: 1 };
-    const spec = await specFor('web-shop', 'solo', plane.kubeconfigPath, options);
-    const as = { ...env, DEPLOY_AGENT_USER: 'ci-bot' };
+    const spec = await specFor('web-shop');
     const deployed: string[] = [];
     for (const version of ['1.0.0', '1.1.0']) {
       const result = await runCli(
         ['deploy', '-f', spec, '--env', 'solo', '--version', version, '--wait', '--json'],
-        as,
+        env,
       );
       assert.equal(result.code, 0, result.stdout + result.stderr);
       deployed.push((JSON.parse(result.stdout) as { deploymentId: string }).deploymentId);
     }
-    const result = await runCli(['rollback', '-f', spec, '--env', 'solo', '--to', deployed[0] ?? '', '--wait'], as);
+    const result = await runCli(['rollback', '-f', spec, '--env', 'solo', '--to', deployed[0] ?? '', '--wait'], env);
     assert.equal(result.code, 0, result.stdout + result.stderr);
     const live = await apps.readNamespacedDeployment({ name: 'web-shop', namespace: 'solo' });
     assert.equal(
@@ -238,11 +233,8 @@ environments:
   });
 
   it('deploys a release of 200 objects, every one of them applied', async () => {
-    const spec = await specFor('web-shop', 'big', plane.kubeconfigPath, { environment: 'big', extraObjects: 196 });
-    const result = await runCli(['deploy', '-f', spec, '--env', 'big', '--version', '1.0.0', '--wait', '--json'], {
-      ...env,
-      DEPLOY_AGENT_USER: 'ci-bot',
-    });
+    const spec = await specFor('web-shop', { extraObjects: 196 });
+    const result = await runCli(['deploy', '-f', spec, '--env', 'big', '--version', '1.0.0', '--wait', '--json'], env);
     assert.equal(result.code, 0, result.stdout + result.stderr);
     const configMaps = await core.listNamespacedConfigMap({ namespace: 'big' });
     const extra = configMaps.items.filter((c) => c.metadata?.name?.startsWith('web-shop-extra-'));
@@ -251,10 +243,7 @@ environments:
 
   it('shows rollout progress live while --wait follows a deploy', async () => {
     const spec = await specFor('web-shop-v2');
-    const result = await runCli(['deploy', '-f', spec, '--env', 'staging', '--version', '2.0.0', '--wait'], {
-      ...env,
-      DEPLOY_AGENT_USER: 'ci-bot',
-    });
+    const result = await runCli(['deploy', '-f', spec, '--env', 'staging', '--version', '2.0.0', '--wait'], env);
     assert.equal(result.code, 1, result.stdout + result.stderr);
     assert.match(result.stdout, /awaitReady: Deployment\/shop\/web-shop: generation \d+\/\d+, updated \d\/2, ready/);
   });

@@ -2,6 +2,8 @@
  * Faults of the Kubernetes API on the real stack, through the CLI as CI runs it: the API server stops in the middle
  * of an apply and comes back, and an API server throttles (429 with Retry-After). Whatever a deploy reports at the
  * end, the cluster must hold exactly that release: every object once, nothing of a release that was rolled back.
+ * Through the throttling proxy the worker reaches the cluster as its own ServiceAccount, with the rights of
+ * examples/kubernetes/worker-rbac.yaml.
  */
 import assert from 'node:assert/strict';
 import { cp, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
@@ -12,11 +14,12 @@ import { after, before, describe, it } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import { parseDeploymentId, type DeploymentStatus } from '../../domain/deployment.js';
-import { startDevStack, type DevStack } from '../../stack/dev.js';
+import type { DevStack } from '../../stack/dev.js';
 import { buildServiceImage, startLocalDockerStack } from '../../stack/docker.js';
-import { startKubeControlPlane } from '../../stack/kube.js';
-import { freePort, sleep } from '../../stack/processes.js';
+import { startKubeControlPlane, workerKubeconfig } from '../../stack/kube.js';
+import { sleep } from '../../stack/processes.js';
 import { runCli, type CliResult } from '../support/cli.js';
+import { startTestTemporal, testPolicy, writeTestFiles } from '../support/spec-fixtures.js';
 import { startThrottlingProxy, type ThrottlingProxy } from '../support/throttling-proxy.js';
 
 const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/kubernetes/', import.meta.url));
@@ -31,6 +34,9 @@ const FIXTURE_OBJECTS = [
 const OUTAGE_MS = 30_000;
 /** How long a deploy may run before the CLI is given up on: budgets, compensation and a slow machine included. */
 const DEPLOY_TIMEOUT_MS = 600_000;
+
+/** Each test's environment and namespace share a name. */
+const NAMESPACES = ['outage', 'throttled'];
 
 const ANNOTATION = { deploymentId: 'deploy-agent.dev/deployment-id', version: 'deploy-agent.dev/version' };
 
@@ -57,6 +63,9 @@ describe('deploys to Kubernetes through faults of its API server', { timeout: 1_
   let apps: k8s.AppsV1Api;
   let coordination: k8s.CoordinationV1Api;
   let env: Record<string, string>;
+  /** The worker's kubeconfig, and the one the throttled environment reaches the cluster through a proxy with. */
+  let workerConfig: string;
+  let throttledConfig: string;
   const images: Record<string, string> = {};
 
   const cluster = (): ControlPlane => {
@@ -78,14 +87,27 @@ describe('deploys to Kubernetes through faults of its API server', { timeout: 1_
     core = kc.makeApiClient(k8s.CoreV1Api);
     apps = kc.makeApiClient(k8s.AppsV1Api);
     coordination = kc.makeApiClient(k8s.CoordinationV1Api);
-    temporal = await startDevStack({
-      port: await freePort(),
-      uiPort: await freePort(),
-      reportsDir: join(workDir, 'r'),
+    for (const name of NAMESPACES) await core.createNamespace({ body: { metadata: { name } } });
+    workerConfig = (
+      await workerKubeconfig(plane, { namespaces: ['throttled'], file: join(workDir, 'worker.kubeconfig') })
+    ).kubeconfigPath;
+    // Written by the throttling test once its proxy listens; the policy only names it.
+    throttledConfig = join(workDir, 'throttled.kubeconfig');
+    const environment = (namespace: string, kubeconfig: string) => ({
+      kubernetes: { kubeconfig, namespace },
+      budgets: { environmentUpdate: '4m' },
     });
+    const { policyFile } = await writeTestFiles(workDir, {
+      policy: testPolicy([workDir], {
+        // As admin, whom RBAC does not judge: for a moment after its restart, before its RBAC caches fill, the API
+        // server refuses a ServiceAccount (403), which the worker takes as final. The outage is what this is about.
+        outage: environment('outage', plane.kubeconfigPath),
+        throttled: environment('throttled', throttledConfig),
+      }),
+    });
+    ({ temporal, env } = await startTestTemporal(workDir, policyFile));
     connection = await Connection.connect({ address: temporal.address });
     client = new Client({ connection });
-    env = { TEMPORAL_ADDRESS: temporal.address, TEMPORAL_UI_URL: temporal.uiUrl, DEPLOY_AGENT_USER: 'ci-bot' };
   });
 
   after(async () => {
@@ -95,8 +117,8 @@ describe('deploys to Kubernetes through faults of its API server', { timeout: 1_
     if (workDir) await rm(workDir, { recursive: true, force: true });
   });
 
-  /** A spec whose environment and namespace share a name, its release the web-shop fixture plus `extra` ConfigMaps. */
-  async function specFor(namespace: string, extra: number, kubeconfig: string): Promise<string> {
+  /** A spec whose release is the web-shop fixture plus `extra` ConfigMaps, in a directory of the namespace's. */
+  async function specFor(namespace: string, extra: number): Promise<string> {
     assert.ok(docker);
     const dir = join(workDir, `release-${namespace}`);
     await cp(join(FIXTURES, 'web-shop'), dir, { recursive: true });
@@ -122,13 +144,6 @@ release:
   manifests: ${dir}
 healthCheck:
   healthyWithin: 90s
-environments:
-  ${namespace}:
-    kubernetes:
-      kubeconfig: ${kubeconfig}
-      namespace: ${namespace}
-    budgets:
-      environmentUpdate: 4m
 `,
     );
     return spec;
@@ -256,8 +271,7 @@ environments:
     async (t) => {
       const namespace = 'outage';
       const extra = 150;
-      await core.createNamespace({ body: { metadata: { name: namespace } } });
-      const spec = await specFor(namespace, extra, cluster().kubeconfigPath);
+      const spec = await specFor(namespace, extra);
 
       const first = await deploy(spec, namespace, '1.0.0');
       assert.equal(first.code, 0, first.stdout + first.stderr);
@@ -342,7 +356,6 @@ environments:
     async (t) => {
       const namespace = 'throttled';
       const extra = 30;
-      await core.createNamespace({ body: { metadata: { name: namespace } } });
       const { servingCertificate, server } = cluster();
       const cert = await readFile(servingCertificate.certFile, 'utf8');
       proxy = await startThrottlingProxy({
@@ -353,10 +366,11 @@ environments:
         every: 5,
         retryAfterSeconds: 1,
       });
-      // The same credentials and CA: the proxy serves the API server's own certificate.
-      const kubeconfig = join(workDir, 'throttled.kubeconfig');
-      await writeFile(kubeconfig, (await readFile(cluster().kubeconfigPath, 'utf8')).replace(server, proxy.url));
-      const spec = await specFor(namespace, extra, kubeconfig);
+      // The worker's credentials and the same CA: the proxy serves the API server's own certificate.
+      await writeFile(throttledConfig, (await readFile(workerConfig, 'utf8')).replace(server, proxy.url), {
+        mode: 0o600,
+      });
+      const spec = await specFor(namespace, extra);
 
       const result = await deploy(spec, namespace, '1.0.0');
       assert.equal(result.code, 0, result.stdout + result.stderr);

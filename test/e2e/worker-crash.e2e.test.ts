@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,10 +16,17 @@ import Docker from 'dockerode';
 import { Client, Connection } from '@temporalio/client';
 import type proto from '@temporalio/proto';
 import { parseDeploymentId, type DeploymentStatus } from '../../domain/deployment.js';
-import { startDevStack, type DevStack } from '../../stack/dev.js';
+import type { DevStack } from '../../stack/dev.js';
 import { buildServiceImage, startLocalDockerStack } from '../../stack/docker.js';
 import { freePort, sleep } from '../../stack/processes.js';
 import { deploymentIdIn, runCli } from '../support/cli.js';
+import {
+  dockerEnvironment,
+  specYaml,
+  startTestTemporal,
+  testPolicy,
+  writeTestFiles,
+} from '../support/spec-fixtures.js';
 
 const WORKER = fileURLToPath(new URL('../../worker/main.js', import.meta.url));
 type DockerStack = Awaited<ReturnType<typeof startLocalDockerStack>>;
@@ -42,6 +49,7 @@ describe('the worker SIGKILLed at every activity boundary', { timeout: 2_400_000
   let connection: Connection;
   let client: Client;
   let specFile: string;
+  let policyFile: string;
   let hostPort: number;
   let env: Record<string, string>;
   let worker: ChildProcess | undefined;
@@ -50,7 +58,12 @@ describe('the worker SIGKILLed at every activity boundary', { timeout: 2_400_000
   function startWorker(): void {
     const log = openSync(join(workDir, `worker-${++workers}.log`), 'a');
     worker = spawn(process.execPath, [WORKER], {
-      env: { ...process.env, ...env, DEPLOY_AGENT_REPORTS_DIR: join(workDir, 'reports') },
+      env: {
+        ...process.env,
+        ...env,
+        DEPLOY_AGENT_REPORTS_DIR: join(workDir, 'reports'),
+        DEPLOY_AGENT_POLICY: policyFile,
+      },
       stdio: ['ignore', log, log],
     });
     closeSync(log);
@@ -77,32 +90,13 @@ describe('the worker SIGKILLed at every activity boundary', { timeout: 2_400_000
     ] as const)
       await buildServiceImage(docker, { repository, version, healthy });
     hostPort = await freePort();
-    specFile = join(workDir, 'deploy.yaml');
-    await writeFile(
-      specFile,
-      `service: web-shop
-target: docker
-image:
-  repository: ${repository}
-healthCheck:
-  path: /health
-  interval: 200ms
-  timeout: 1s
-  healthyWithin: 4s
-environments:
-  staging:
-    docker:
-      host: ${docker.engine.dockerHost}
-      hostPort: ${hostPort}
-`,
-    );
-    temporal = await startDevStack({
-      port: await freePort(),
-      uiPort: await freePort(),
-      reportsDir: join(workDir, 'reports'),
-      worker: false,
-    });
-    env = { TEMPORAL_ADDRESS: temporal.address, TEMPORAL_UI_URL: temporal.uiUrl, DEPLOY_AGENT_USER: 'ci-bot' };
+    ({ specFile, policyFile } = await writeTestFiles(workDir, {
+      spec: specYaml({ repository, healthyWithin: '4s' }),
+      policy: testPolicy([workDir], {
+        staging: dockerEnvironment(docker.engine.dockerHost, { 'web-shop': hostPort }),
+      }),
+    }));
+    ({ temporal, env } = await startTestTemporal(workDir, policyFile, { worker: false }));
     connection = await Connection.connect({ address: temporal.address });
     client = new Client({ connection });
     startWorker();

@@ -1,5 +1,5 @@
 /** YAML documents checked against a schema, every problem reported at once with its line and path in the file. */
-import { LineCounter, parseDocument } from 'yaml';
+import { isMap, isScalar, LineCounter, parseDocument } from 'yaml';
 import { formatProblem, SpecError, type SpecProblem } from './spec.js';
 
 export interface Checked<T> {
@@ -19,13 +19,19 @@ export function parseYamlFile<T>(text: string, file: string, check: (document: u
         (e) => `line ${lineCounter.linePos(e.pos[0]).line}: YAML syntax: ${e.message.split('\n')[0]}`,
       ),
     );
-  // A missing field has no node of its own: it is reported at the closest enclosing one.
+  // A field is reported at its key's line; a missing one, which has no node of its own, at its closest parent's.
+  const lineOf = (range?: readonly number[] | null) => (range?.[0] === undefined ? undefined : lineCounter.linePos(range[0]).line);
   const at = (path: PropertyKey[]) => {
     for (let depth = path.length; depth >= 0; depth--) {
-      const node = (depth ? document.getIn(path.slice(0, depth), true) : document.contents) as {
-        range?: number[];
-      } | null;
-      if (node?.range?.[0] !== undefined) return `line ${lineCounter.linePos(node.range[0]).line}: `;
+      const parent = depth ? document.getIn(path.slice(0, depth - 1), true) : undefined;
+      const pair = isMap(parent)
+        ? parent.items.find((item) => isScalar(item.key) && item.key.value === path[depth - 1])
+        : undefined;
+      const node = depth ? document.getIn(path.slice(0, depth), true) : document.contents;
+      const line =
+        lineOf(isScalar(pair?.key) ? pair.key.range : undefined) ??
+        lineOf((node as { range?: number[] } | null)?.range);
+      if (line !== undefined) return `line ${line}: `;
     }
     return '';
   };

@@ -19,7 +19,7 @@ import {
   rollbackRequestSchema,
 } from '../domain/requests.js';
 import { checkSpec, DEFAULT_BUDGETS, formatProblem, nameSchema, type ServiceEnvironment } from '../domain/spec.js';
-import type { Runbook, StatusInit } from './runbook.js';
+import { describeError, type Runbook, type StatusInit } from './runbook.js';
 
 /** Patch: requests carry a service spec and a credential; the worker's policy and a verified token judge them. */
 export const PLATFORM_POLICY = 'platform-policy';
@@ -114,7 +114,7 @@ async function judge(
   try {
     requester = await verifier.verify(request.credential);
   } catch (error) {
-    runbook.audit('request', 'refused', '(unproven)', `${kind}: the credential was not accepted`);
+    runbook.audit('request', 'refused', '(unproven)', `${kind}: ${describeError(error)}`);
     throw error;
   }
   runbook.admitted(requester);

@@ -55,12 +55,13 @@ export class ApprovalGate {
         try {
           voter = await verifier.verify(credential, verifier.maxVoteTokenAgeMs);
         } catch (error) {
-          throw this.refuse({ user: '(unproven)', decision, comment }, 'update', messageOf(error));
+          throw this.refuse({ user: UNPROVEN, decision, comment }, 'update', messageOf(error));
         }
+        const ballot = { user: voter.user, actor: describeIdentity(voter), decision, comment };
         const reason = this.judge(voter, decision);
-        if (reason) throw this.refuse({ user: describeIdentity(voter), decision, comment }, 'update', reason);
+        if (reason) throw this.refuse(ballot, 'update', reason);
         if (voter.tokenId) this.usedTokenIds.push(voter.tokenId);
-        return this.count({ user: voter.user, decision, comment }, 'update');
+        return this.count(ballot, 'update');
       },
       {
         validator: (vote) => {
@@ -71,10 +72,13 @@ export class ApprovalGate {
       },
     );
     setHandler(voteSignal, (vote) => {
+      const claimed = this.unproven(vote);
+      // Whoever the Signal names proved nothing: the audit names nobody, the record keeps the claim.
       this.refuse(
-        this.unproven(vote),
+        { ...claimed, actor: UNPROVEN },
         'signal',
-        'a vote by Signal carries no proof of identity; vote with `deploy-agent approve` or `reject`',
+        `a vote by Signal carries no proof of identity (it claimed to be ${claimed.user}); vote with ` +
+          '`deploy-agent approve` or `reject`',
       );
     });
   }
@@ -142,13 +146,13 @@ export class ApprovalGate {
   private refuse(ballot: Ballot, via: Vote['via'], reason: string): ApplicationFailure {
     if (this.record.refused.length < MAX_REFUSED_KEPT)
       this.record.refused.push({ ...this.stamp(ballot, via), reason: bounded(reason, 500) });
-    this.runbook.audit('vote', 'refused', ballot.user, `${ballot.decision} by ${via}: ${reason}`);
+    this.runbook.audit('vote', 'refused', ballot.actor ?? ballot.user, `${ballot.decision} by ${via}: ${reason}`);
     return fail('forbidden', `vote refused: ${reason}`);
   }
 
   private count(ballot: Ballot, via: Vote['via']): ApprovalRecord {
     this.record.votes.push(this.stamp(ballot, via));
-    this.runbook.audit('vote', 'accepted', ballot.user, `${ballot.decision} by ${via}`);
+    this.runbook.audit('vote', 'accepted', ballot.actor ?? ballot.user, `${ballot.decision} by ${via}`);
     return this.record;
   }
 
@@ -184,8 +188,13 @@ export class ApprovalGate {
   }
 }
 
+const UNPROVEN = '(unproven)';
+
 interface Ballot {
+  /** The voter's name, as the votes record it. */
   user: string;
+  /** Who the audit names: the proven identity as reports show it; the name itself when none was proven. */
+  actor?: string;
   decision: Decision;
   comment?: string;
 }

@@ -178,6 +178,10 @@ export function connect(target: KubernetesTarget): Cluster {
     // An apiserver that answers but cannot serve yet is as good as unreachable: worth retrying.
     if ([502, 503, 504].includes(res.status))
       throw unreachable(`Kubernetes API ${server}`, new Error(`HTTP ${res.status} for ${method} ${url.pathname}`));
+    // An API server that has just started answers 403 until its authorizer has read the Roles: not ready yet.
+    const refusal = res.status === 401 || res.status === 403 ? parseStatus(res.text).message : undefined;
+    if (refusal && /RBAC: \S+ "[^"]+" not found/.test(refusal))
+      throw unreachable(`Kubernetes API ${server}`, new Error(`authorization not ready yet: ${refusal}`));
     // The worker's own credentials lack a permission: retrying cannot grant it; the message names what is missing.
     if (res.status === 401 || res.status === 403)
       throw fail(

@@ -89,7 +89,7 @@ describe('deploys to Kubernetes through faults of its API server', { timeout: 1_
     coordination = kc.makeApiClient(k8s.CoordinationV1Api);
     for (const name of NAMESPACES) await core.createNamespace({ body: { metadata: { name } } });
     workerConfig = (
-      await workerKubeconfig(plane, { namespaces: ['throttled'], file: join(workDir, 'worker.kubeconfig') })
+      await workerKubeconfig(plane, { namespaces: ['throttled', 'outage'], file: join(workDir, 'worker.kubeconfig') })
     ).kubeconfigPath;
     // Written by the throttling test once its proxy listens; the policy only names it.
     throttledConfig = join(workDir, 'throttled.kubeconfig');
@@ -99,9 +99,9 @@ describe('deploys to Kubernetes through faults of its API server', { timeout: 1_
     });
     const { policyFile } = await writeTestFiles(workDir, {
       policy: testPolicy([workDir], {
-        // As admin, whom RBAC does not judge: for a moment after its restart, before its RBAC caches fill, the API
-        // server refuses a ServiceAccount (403), which the worker takes as final. The outage is what this is about.
-        outage: environment('outage', plane.kubeconfigPath),
+        // As the worker's ServiceAccount: for a moment after its restart, before its RBAC caches fill, the API server
+        // refuses it (403, its Role "not found"), which the worker must take as not ready yet, not as final.
+        outage: environment('outage', workerConfig),
         throttled: environment('throttled', throttledConfig),
       }),
     });

@@ -10,7 +10,9 @@ const COMPOSE_FILE = fileURLToPath(new URL('../../../temporal-docker-compose.yml
 describe('temporal-docker-compose.yml', () => {
   it('is a valid compose file (docker-compose config)', async () => {
     const { stdout } = await promisify(execFile)('docker-compose', ['-f', COMPOSE_FILE, 'config'], { timeout: 60_000 });
-    const config = parse(stdout) as { services: Record<string, { environment?: Record<string, string> }> };
+    const config = parse(stdout) as {
+      services: Record<string, { environment?: Record<string, string>; volumes?: unknown[] }>;
+    };
     assert.deepEqual(Object.keys(config.services).sort(), [
       'deploy-agent-worker',
       'postgresql',
@@ -18,6 +20,13 @@ describe('temporal-docker-compose.yml', () => {
       'temporal',
       'temporal-ui',
     ]);
-    assert.equal(config.services['deploy-agent-worker']?.environment?.TEMPORAL_ADDRESS, 'temporal:7233');
+    const worker = config.services['deploy-agent-worker'];
+    assert.equal(worker?.environment?.TEMPORAL_ADDRESS, 'temporal:7233');
+    // The worker refuses to start without a platform policy: the file gives it one, mounted read-only.
+    assert.equal(worker?.environment?.DEPLOY_AGENT_POLICY, '/etc/deploy-agent/policy.yaml');
+    assert.ok(
+      JSON.stringify(worker?.volumes ?? []).includes('/etc/deploy-agent/policy.yaml'),
+      JSON.stringify(worker?.volumes),
+    );
   });
 });

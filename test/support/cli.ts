@@ -1,7 +1,20 @@
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const CLI = fileURLToPath(new URL('../../client/cli.js', import.meta.url));
+
+let configHome: string | undefined;
+function emptyConfigHome(): string {
+  if (!configHome) {
+    configHome = mkdtempSync(join(tmpdir(), 'deploy-agent-config-'));
+    const dir = configHome;
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  }
+  return configHome;
+}
 
 export interface CliResult {
   code: number;
@@ -14,7 +27,8 @@ export function runCli(args: string[], env: Record<string, string>, timeoutMs = 
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], {
       // A clean environment, as CI gives it: only what the test says, so nothing of the caller's leaks in.
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+      // A login cached on this machine must not stand in for the identity a test gives: its own config home.
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', XDG_CONFIG_HOME: emptyConfigHome(), ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

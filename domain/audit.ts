@@ -18,5 +18,7 @@ export const MAX_REFUSED_KEPT = 50;
 
 /** Text from a requester, bounded for records. */
 export function bounded(text: string, max = 200): string {
-  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+  if (text.length <= max) return text;
+  // Cut between characters, never inside one (an emoji is two UTF-16 units).
+  return `${Array.from(text.slice(0, max)).slice(0, -1).join('')}…`;
 }

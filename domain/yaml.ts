@@ -20,7 +20,8 @@ export function parseYamlFile<T>(text: string, file: string, check: (document: u
       ),
     );
   // A field is reported at its key's line; a missing one, which has no node of its own, at its closest parent's.
-  const lineOf = (range?: readonly number[] | null) => (range?.[0] === undefined ? undefined : lineCounter.linePos(range[0]).line);
+  const lineOf = (range?: readonly number[] | null) =>
+    range?.[0] === undefined ? undefined : lineCounter.linePos(range[0]).line;
   const at = (path: PropertyKey[]) => {
     for (let depth = path.length; depth >= 0; depth--) {
       const parent = depth ? document.getIn(path.slice(0, depth - 1), true) : undefined;

@@ -41,6 +41,8 @@ export interface Admission {
 /** A request read but not yet judged: enough to open the runbook, and the way to admit it. */
 export interface Intake {
   init: StatusInit;
+  /** A rollback's wanted release: the deployment that applied it; the previous release when absent. */
+  toDeploymentId?: string;
   admit: (runbook: Runbook) => Promise<Admission>;
 }
 
@@ -64,10 +66,13 @@ export function deployIntake(input: unknown): Intake {
 }
 
 export function rollbackIntake(input: unknown): Intake {
-  if (!patched(PLATFORM_POLICY)) return legacyIntake(input as LegacyRollbackRequest, { kind: 'rollback' });
+  if (!patched(PLATFORM_POLICY)) {
+    const legacy = input as LegacyRollbackRequest;
+    return { ...legacyIntake(legacy, { kind: 'rollback' }), toDeploymentId: legacy.toDeploymentId };
+  }
   const parsed = rollbackRequestSchema.safeParse(input);
   return parsed.success
-    ? provenIntake('rollback', parsed.data)
+    ? { ...provenIntake('rollback', parsed.data), toDeploymentId: parsed.data.toDeploymentId }
     : refusedIntake('rollback', input, parsed.error.issues.map(formatProblem));
 }
 
@@ -182,9 +187,11 @@ function refusedIntake(kind: 'deploy' | 'rollback', input: unknown, problems: st
       requestedBy: '(not verified)',
     },
     admit: (runbook) =>
-      runbook.phase('admission', ADMISSION_BUDGET_MS, () =>
-        Promise.reject(fail('invalid', `the request is invalid: ${problems.join('; ')}`)),
-      ),
+      runbook.phase('admission', ADMISSION_BUDGET_MS, () => {
+        const reason = `the request is invalid: ${problems.join('; ')}`;
+        runbook.audit('request', 'refused', '(unproven)', `${kind}: ${reason}`);
+        return Promise.reject(fail('invalid', reason));
+      }),
   };
 }
 

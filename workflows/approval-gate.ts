@@ -32,6 +32,8 @@ export class ApprovalGate {
   private open = false;
   private readonly deadlineMs: number;
   private readonly usedTokenIds: string[] = [];
+  /** Votes whose token is being verified: the gate decides only once they are counted or refused. */
+  private verifying = 0;
   readonly record: ApprovalRecord;
 
   constructor(
@@ -52,15 +54,19 @@ export class ApprovalGate {
       async (vote) => {
         const { decision, comment, credential } = voteRequestSchema.parse(vote);
         let voter: Identity;
+        this.verifying += 1;
         try {
           voter = await verifier.verify(credential, verifier.maxVoteTokenAgeMs);
         } catch (error) {
           throw this.refuse({ user: UNPROVEN, decision, comment }, 'update', messageOf(error));
+        } finally {
+          this.verifying -= 1;
         }
         const ballot = { user: voter.user, actor: describeIdentity(voter), decision, comment };
         const reason = this.judge(voter, decision);
-        if (reason) throw this.refuse(ballot, 'update', reason);
+        // A token counts once, whether its vote was counted or refused.
         if (voter.tokenId) this.usedTokenIds.push(voter.tokenId);
+        if (reason) throw this.refuse(ballot, 'update', reason);
         return this.count(ballot, 'update');
       },
       {
@@ -171,6 +177,8 @@ export class ApprovalGate {
     this.runbook.setState('awaiting-approval');
     try {
       await condition(() => this.rejectedBy !== undefined || this.approvals >= this.record.required, this.deadlineMs);
+      // A vote the gate took in before the deadline is decided on before the gate closes.
+      await condition(() => this.verifying === 0);
     } finally {
       this.open = false;
       this.runbook.setState('running');

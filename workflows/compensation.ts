@@ -22,6 +22,8 @@ import { restoreAndVerify } from './steps.js';
  */
 export class Compensation {
   private decision: CompensationDecision | undefined;
+  /** Resolves wait their turn: the first to arrive is the first judged. */
+  private turn: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly runbook: Runbook,
@@ -52,27 +54,46 @@ export class Compensation {
     }
     setHandler(
       resolveCompensationUpdate,
-      async (payload) => {
-        const { action, reason, credential } = resolveRequestSchema.parse(payload);
-        const refuse = (actor: string, why: string) => {
-          this.runbook.audit('resolve', 'refused', actor, `${action}: ${why}`);
-          return fail('forbidden', `resolve refused: ${why}`);
-        };
-        let operator: Identity;
-        try {
-          operator = await verifier.verify(credential, verifier.maxVoteTokenAgeMs);
-        } catch (error) {
-          throw refuse('(unproven)', describeError(error));
-        }
-        const who = describeIdentity(operator);
-        const forbidden =
-          refuseResolver(this.environment.environment, this.environment.settings, operator) ??
-          refusal(payload, resolveRequestSchema);
-        if (forbidden) throw refuse(who, forbidden);
-        return this.decide({ action, operator: who, reason });
+      (payload) => {
+        // Answers are taken in the order they arrived, each about the failure that was showing then: a later one,
+        // or one verified after another restore attempt, does not overtake or outlive it.
+        const attempt = this.runbook.status.rollback?.attempts;
+        const answer = this.turn.then(() => this.resolveProven(payload, attempt, verifier, refusal));
+        this.turn = answer.catch(() => undefined);
+        return answer;
       },
       { validator: validator(resolveRequestSchema) },
     );
+  }
+
+  private async resolveProven(
+    payload: unknown,
+    attempt: number | undefined,
+    verifier: Extract<Verifier, { kind: 'proven' }>,
+    refusal: (payload: unknown, schema: typeof resolveRequestSchema) => string | undefined,
+  ): Promise<string> {
+    const { action, reason, credential } = resolveRequestSchema.parse(payload);
+    const refuse = (actor: string, why: string) => {
+      this.runbook.audit('resolve', 'refused', actor, `${action}: ${why}`);
+      return fail('forbidden', `resolve refused: ${why}`);
+    };
+    let operator: Identity;
+    try {
+      operator = await verifier.verify(credential, verifier.maxVoteTokenAgeMs);
+    } catch (error) {
+      throw refuse('(unproven)', describeError(error));
+    }
+    const who = describeIdentity(operator);
+    const stale =
+      this.runbook.status.rollback?.attempts === attempt
+        ? undefined
+        : 'the compensation was attempted again since this answer was sent';
+    const forbidden =
+      refuseResolver(this.environment.environment, this.environment.settings, operator) ??
+      refusal(payload, resolveRequestSchema) ??
+      stale;
+    if (forbidden) throw refuse(who, forbidden);
+    return this.decide({ action, operator: who, reason });
   }
 
   private decide(decision: CompensationDecision): string {

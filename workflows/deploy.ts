@@ -1,3 +1,4 @@
+import { allHandlersFinished, CancellationScope, condition } from '@temporalio/workflow';
 import type { DeploymentState, DeploymentStatus } from '../domain/deployment.js';
 import { stateForFailure } from '../domain/failures.js';
 import type { DeployRequest, LegacyDeployRequest } from '../domain/requests.js';
@@ -86,5 +87,7 @@ export async function deployWorkflow(input: DeployRequest | LegacyDeployRequest)
     state = stateForFailure(error);
   }
   await finishAndReport(runbook, state, budgets.report);
+  // A vote or resolve still being verified gets its answer before the run ends.
+  await CancellationScope.nonCancellable(() => condition(allHandlersFinished));
   return runbook.status;
 }

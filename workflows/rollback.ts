@@ -1,4 +1,4 @@
-import { upsertSearchAttributes } from '@temporalio/workflow';
+import { allHandlersFinished, CancellationScope, condition, upsertSearchAttributes } from '@temporalio/workflow';
 import type { DeploymentState, DeploymentStatus } from '../domain/deployment.js';
 import { stateForFailure } from '../domain/failures.js';
 import type { LegacyRollbackRequest, RollbackRequest } from '../domain/requests.js';
@@ -24,7 +24,6 @@ import {
  */
 export async function rollbackWorkflow(input: RollbackRequest | LegacyRollbackRequest): Promise<DeploymentStatus> {
   const intake = rollbackIntake(input);
-  const toDeploymentId = (input as { toDeploymentId?: string }).toDeploymentId;
   const runbook = new Runbook(intake.init);
   let budgets: Budgets = DEFAULT_BUDGETS;
   let state: DeploymentState;
@@ -48,7 +47,7 @@ export async function rollbackWorkflow(input: RollbackRequest | LegacyRollbackRe
       budgets.validate,
       async () => {
         await validateTarget(runbook, target);
-        return findKeptRelease(destination, toDeploymentId);
+        return findKeptRelease(destination, intake.toDeploymentId);
       },
       (kept) => `rolling back to ${kept.version ?? '?'} from deployment ${kept.deploymentId ?? '?'}`,
     );
@@ -90,5 +89,7 @@ export async function rollbackWorkflow(input: RollbackRequest | LegacyRollbackRe
     state = stateForFailure(error);
   }
   await finishAndReport(runbook, state, budgets.report);
+  // A vote or resolve still being verified gets its answer before the run ends.
+  await CancellationScope.nonCancellable(() => condition(allHandlersFinished));
   return runbook.status;
 }

@@ -105,7 +105,7 @@ export function stubActivities(overrides: Partial<Activities> = {}): { activitie
   const calls: Calls = [];
   const defaults: Activities = {
     loadPolicy: stubLoadPolicy(testPolicy()),
-    verifyCredential: stubVerifyCredential as Activities['verifyCredential'],
+    verifyCredential: stubVerifyCredential,
     findPromotion: () => Promise.resolve(undefined),
     inspectEnvironment: () =>
       Promise.resolve({ description: 'Docker 20.10, API 1.41', current: OLD_RELEASE, problems: [] }),

@@ -5,12 +5,27 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadSpecFile } from '../../client/spec-file.js';
 import { parseDuration } from '../../domain/duration.js';
-import { budgetsOf, DEFAULT_BUDGETS, parseSpec, resolveEnvironment, SpecError } from '../../domain/spec.js';
-import { specYaml } from '../support/spec-fixtures.js';
+import { checkSpec, formatProblem, parseSpec, SpecError } from '../../domain/spec.js';
 
-const base = { repository: '127.0.0.1:5000/web-shop', dockerHost: 'unix:///run/docker.sock', hostPort: 18080 };
+/** A valid docker service spec; each test changes only what it is about. */
+function specYaml({ sourceRepository }: { sourceRepository?: string } = {}): string {
+  return `service: web-shop
+target: docker
+image:
+  repository: 127.0.0.1:5000/web-shop
+container:
+  port: 8080
+healthCheck:
+  path: /health
+  interval: 200ms
+  timeout: 1s
+  healthyWithin: 8s
+${sourceRepository ? `source:\n  repository: ${sourceRepository}\n` : ''}`;
+}
 
-describe('deployment spec', () => {
+const minimal = { service: 'web', target: 'docker', image: { repository: 'r/web' } };
+
+describe('service spec', () => {
   let dir: string;
   before(async () => (dir = await mkdtemp(join(tmpdir(), 'spec-test-'))));
   after(async () => rm(dir, { recursive: true, force: true }));
@@ -31,13 +46,21 @@ describe('deployment spec', () => {
 
   it('accepts a valid file, fills defaults and resolves the source repository next to the file', async () => {
     const file = join(dir, 'valid.yaml');
-    await writeFile(file, specYaml({ ...base, sourceRepository: '../src/web-shop' }));
+    await writeFile(file, specYaml({ sourceRepository: '../src/web-shop' }));
     const loaded = await loadSpecFile(file);
     assert.equal(loaded.spec.service, 'web-shop');
     assert.equal(loaded.spec.source?.repository, join(dir, '..', 'src', 'web-shop'));
+    assert.equal(loaded.spec.source?.ref, 'v{version}');
     assert.equal(loaded.spec.container.port, 8080);
-    assert.equal(loaded.spec.environments.production?.approval.deadline, 24 * 3_600_000);
+    assert.deepEqual(loaded.spec.container.env, {});
     assert.equal(loaded.spec.healthCheck.interval, 200);
+    assert.equal(loaded.spec.healthCheck.type, 'http');
+    assert.deepEqual(loaded.spec.dependsOn, []);
+    assert.equal(
+      (loaded.document.source as { repository?: string }).repository,
+      join(dir, '..', 'src', 'web-shop'),
+      'the document the request carries has the absolute path too',
+    );
   });
 
   it('reports every problem at once, each with its line, path and expectation', async () => {
@@ -45,23 +68,19 @@ describe('deployment spec', () => {
 target: swarm
 image:
   repository: Not A Repo
-environments:
-  staging:
-    docker:
-      host: localhost
-      hostPort: 70000
-    budgets:
-      validate: two minutes
-    surprise: true
+container:
+  port: 70000
+healthCheck:
+  timeout: two minutes
+surprise: true
 `);
     assert.deepEqual(found, [
       'line 1: service: expected lowercase letters, digits and dashes (a DNS label)',
       'line 2: target: expected "docker" or "kubernetes"',
       'line 4: image.repository: expected an image repository without tag',
-      'line 8: environments.staging.docker.host: expected unix://PATH or tcp://HOST:PORT',
-      'line 9: environments.staging.docker.hostPort: expected a port number (1-65535)',
-      'line 11: environments.staging.budgets.validate: expected a duration like 30s, 2m or 24h',
-      'line 7: environments.staging: Unrecognized key: "surprise"',
+      'line 6: container.port: expected a port number (1-65535)',
+      'line 8: healthCheck.timeout: expected a duration like 30s, 2m or 24h',
+      'line 1: (top level): Unrecognized key: "surprise"',
     ]);
   });
 
@@ -70,28 +89,19 @@ environments:
     assert.deepEqual(found, [
       'line 1: target: expected "docker" or "kubernetes"',
       'line 1: image: missing, expected object',
-      'line 1: environments: missing, expected record',
     ]);
   });
 
-  it("needs, for each environment, the connection block of the spec's target", async () => {
+  it('needs release manifests for the kubernetes target', async () => {
     const found = await problems(`service: web
 target: kubernetes
 image:
   repository: registry.example.com/web
-environments:
-  staging:
-    docker:
-      host: unix:///run/docker.sock
-      hostPort: 8080
 `);
-    assert.deepEqual(found, [
-      'line 1: release: missing, expected release.manifests for the kubernetes target',
-      'line 7: environments.staging.kubernetes: missing, expected how to reach this environment with the kubernetes target',
-    ]);
+    assert.deepEqual(found, ['line 1: release: missing, expected release.manifests for the kubernetes target']);
   });
 
-  it('resolves a Kubernetes release and kubeconfig next to the spec file', async () => {
+  it('resolves a Kubernetes release next to the spec file', async () => {
     const file = join(dir, 'kube.yaml');
     await writeFile(
       file,
@@ -101,16 +111,11 @@ image:
   repository: registry.example.com/web
 release:
   manifests: ./k8s
-environments:
-  staging:
-    kubernetes:
-      kubeconfig: ./kubeconfig
-      namespace: web
 `,
     );
-    const { spec } = await loadSpecFile(file);
+    const { spec, document } = await loadSpecFile(file);
     assert.equal(spec.release?.manifests, join(dir, 'k8s'));
-    assert.equal(spec.environments.staging?.kubernetes?.kubeconfig, join(dir, 'kubeconfig'));
+    assert.equal((document.release as { manifests?: string }).manifests, join(dir, 'k8s'));
   });
 
   it('refuses YAML syntax errors with their line', async () => {
@@ -127,70 +132,86 @@ environments:
     });
   });
 
-  it('needs as many approvers as required approvals', async () => {
-    const text = specYaml(base)
-      .replace('approvers: [alice, bob]', 'approvers: [alice]')
-      .replace('required: 1', 'required: 2');
-    assert.deepEqual(await problems(text), [
-      'line 23: environments.production.approval.approvers: needs at least as many approvers as required approvals',
-    ]);
-  });
-
-  it('enforces production restrictions on protected environments', async () => {
-    const text = specYaml(base).replace('required: 1', 'required: 0').replace('deployers: [ci-bot]', 'deployers: []');
-    const found = await problems(text);
-    assert.ok(
-      found.some((p) =>
-        /environments\.production\.approval\.required: a protected environment needs at least 1/.test(p),
-      ),
-    );
-    assert.ok(found.some((p) => /environments\.production\.deployers: a protected environment needs a list/.test(p)));
-  });
-
   it('refuses secrets written as plain configuration', async () => {
-    const text = specYaml(base).replace(
-      '      hostPort: 18080\n',
-      '      hostPort: 18080\n      env:\n        DB_PASSWORD: hunter2\n',
-    );
+    const text = specYaml().replace('  port: 8080\n', '  port: 8080\n  env:\n    DB_PASSWORD: hunter2\n');
     const found = await problems(text);
     assert.equal(found.length, 1);
-    assert.match(found[0] ?? '', /environments\.staging\.docker\.env\.DB_PASSWORD: looks like a secret/);
+    assert.match(found[0] ?? '', /^line 8: container\.env\.DB_PASSWORD: looks like a secret/);
     assert.ok(!found[0]?.includes('hunter2'), 'the secret value is not repeated');
   });
 
-  it('names the defined environments when an unknown one is asked for', () => {
-    const spec = parseSpec(
-      {
-        service: 'web',
-        target: 'docker',
-        image: { repository: 'r/web' },
-        environments: { qa: { docker: { host: 'unix:///x', hostPort: 1 } } },
-      },
-      'deploy.yaml',
+  // Its author believes such a field has an effect: silently ignoring it would deploy against their intent.
+  for (const field of [
+    'environments',
+    'approval',
+    'approvers',
+    'deployers',
+    'protected',
+    'rollbackRequiresApproval',
+    'resolvers',
+    'freezes',
+    'breakGlass',
+    'promotedFrom',
+    'budgets',
+    'historyLimit',
+    'docker',
+    'kubernetes',
+    'kubeconfig',
+    'context',
+    'namespace',
+    'host',
+  ])
+    it(`refuses the policy-owned field ${field}, naming it`, () => {
+      const { spec, problems } = checkSpec({ ...minimal, [field]: { anything: true } });
+      assert.equal(spec, undefined);
+      assert.deepEqual(
+        problems.map((p) => p.path),
+        [[field]],
+        'one problem, at that field (not also an "unrecognized key")',
+      );
+      assert.match(formatProblem(problems[0]!), new RegExp(`^${field}: owned by the platform policy`));
+      assert.throws(
+        () => parseSpec({ ...minimal, [field]: 1 }, 'deploy.yaml'),
+        (error: unknown) => error instanceof SpecError && error.problems.some((p) => p.startsWith(`${field}: owned`)),
+      );
+    });
+
+  it('names a policy-owned field at its line in the file, with the other problems of the spec', async () => {
+    const found = await problems(`service: web
+target: docker
+image:
+  repository: Not A Repo
+environments:
+  production:
+    approval: { required: 0 }
+kubeconfig: ~/.kube/config
+`);
+    assert.deepEqual(
+      found.map((p) => p.replace(/: owned by the platform policy.*/, ': owned by the platform policy')),
+      [
+        'line 5: environments: owned by the platform policy',
+        'line 8: kubeconfig: owned by the platform policy',
+        'line 4: image.repository: expected an image repository without tag',
+      ],
     );
-    assert.throws(() => resolveEnvironment(spec, 'prod'), /environments\.prod: not defined \(defined: qa\)/);
   });
 
-  it('lets an environment override time budgets and keeps the defaults otherwise', () => {
-    const spec = parseSpec(
-      {
-        service: 'web',
-        target: 'docker',
-        image: { repository: 'r/web' },
-        environments: { qa: { docker: { host: 'unix:///x', hostPort: 1 }, budgets: { validate: '10s' } } },
-      },
-      'deploy.yaml',
+  it('refuses a __proto__ key as an unknown field, without taking policy fields from it', () => {
+    const document: unknown = JSON.parse(
+      JSON.stringify(minimal).replace(/^\{/, '{"__proto__": {"environments": {}, "approval": {"required": 0}},'),
     );
-    const budgets = budgetsOf(spec.environments.qa!);
-    assert.equal(budgets.validate, 10_000);
-    assert.equal(budgets.rollback, DEFAULT_BUDGETS.rollback);
-    assert.deepEqual(DEFAULT_BUDGETS, {
-      validate: 120_000,
-      trackChanges: 30_000,
-      environmentUpdate: 180_000,
-      rollback: 300_000,
-      report: 60_000,
-    });
+    const { spec, problems } = checkSpec(document);
+    assert.equal(spec, undefined);
+    assert.deepEqual(problems.map(formatProblem), ['(top level): Unrecognized key: "__proto__"']);
+    assert.equal(({} as Record<string, unknown>).environments, undefined, 'no prototype was polluted');
+  });
+
+  it('refuses documents that are not objects without throwing', () => {
+    for (const document of [null, undefined, 42, 'service: web', [minimal]]) {
+      const { spec, problems } = checkSpec(document);
+      assert.equal(spec, undefined);
+      assert.ok(problems.length > 0, JSON.stringify(document));
+    }
   });
 
   it('parses durations', () => {

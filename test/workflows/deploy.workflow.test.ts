@@ -9,9 +9,9 @@ import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import type { Activities } from '../../activities/index.js';
-import type { DeploymentStatus } from '../../domain/deployment.js';
-import type { DeployRequest } from '../../domain/requests.js';
-import { parseSpec, resolveEnvironment } from '../../domain/spec.js';
+import { type DeploymentStatus, lockId } from '../../domain/deployment.js';
+import type { Credential } from '../../domain/identity.js';
+import type { DeployRequest, RollbackRequest } from '../../domain/requests.js';
 import { timeSkippingServerPath } from '../../stack/temporal.js';
 import type { deployWorkflow, rollbackWorkflow } from '../../workflows/index.js';
 import {
@@ -21,36 +21,55 @@ import {
   voteSignal,
   voteUpdate,
 } from '../../workflows/messages.js';
-import { called, OLD_RELEASE, stubActivities, untilCancelled } from '../support/stub-activities.js';
+import {
+  called,
+  OLD_RELEASE,
+  stubActivities,
+  stubLoadPolicy,
+  testPolicy,
+  untilCancelled,
+} from '../support/stub-activities.js';
 import { registerSearchAttributes, workflowBundle } from '../support/temporal.js';
 import { WORKER_TUNING } from '../../worker/index.js';
 
 let env: TestWorkflowEnvironment;
 let sequence = 0;
 
-function request(environment: 'staging' | 'production', budgets: Record<string, string> = {}): DeployRequest {
-  const service = `web-${++sequence}`;
-  const spec = parseSpec(
-    {
-      service,
-      target: 'docker',
-      image: { repository: '127.0.0.1:5000/web' },
-      environments: {
-        staging: { docker: { host: 'unix:///stub.sock', hostPort: 18080 }, budgets },
-        production: {
-          protected: true,
-          deployers: ['ci-bot'],
-          docker: { host: 'unix:///stub.sock', hostPort: 18081 },
-          approval: { required: 1, approvers: ['alice', 'bob', 'ci-bot'], deadline: '24h' },
-          rollbackRequiresApproval: true,
-          budgets,
-        },
-      },
-    },
-    'deploy.yaml',
-  );
-  return { target: resolveEnvironment(spec, environment), version: '1.1.0', requestedBy: 'ci-bot' };
+/** These tests are about workflow logic, not identity: names stand for who sends a message. */
+const dev = (user: string): Credential => ({ kind: 'insecure-dev', user });
+
+interface Setup {
+  service: string;
+  deploy: DeployRequest;
+  activities: Activities;
+  calls: ReturnType<typeof stubActivities>['calls'];
 }
+
+/** A deploy of a service of its own (its own lock), under the test policy with these budgets and activity stubs. */
+function setup(
+  environment: 'staging' | 'production',
+  overrides: Partial<Activities> = {},
+  budgets: Record<string, string> = {},
+): Setup {
+  const service = `web-${++sequence}`;
+  const { activities, calls } = stubActivities({
+    loadPolicy: stubLoadPolicy(testPolicy(budgets, [service])),
+    ...overrides,
+  });
+  const deploy: DeployRequest = {
+    spec: { service, target: 'docker', image: { repository: '127.0.0.1:5000/web' } },
+    environment,
+    version: '1.1.0',
+    credential: dev('ci-bot'),
+  };
+  return { service, deploy, activities, calls };
+}
+
+function rollbackOf({ deploy }: Setup, reason?: string): RollbackRequest {
+  return { spec: deploy.spec, environment: deploy.environment, credential: deploy.credential, reason };
+}
+
+const lockOf = ({ service, deploy }: Setup) => lockId(service, deploy.environment);
 
 async function withWorker<T>(activities: Activities, work: (taskQueue: string) => Promise<T>): Promise<T> {
   const taskQueue = `test-${sequence}-${Date.now()}`;
@@ -64,11 +83,11 @@ async function withWorker<T>(activities: Activities, work: (taskQueue: string) =
   return worker.runUntil(work(taskQueue));
 }
 
-function start(taskQueue: string, deploy: DeployRequest) {
+function start(taskQueue: string, test: Setup) {
   return env.client.workflow.start<typeof deployWorkflow>('deployWorkflow', {
     taskQueue,
-    workflowId: `${deploy.target.service}.${deploy.target.environment}`,
-    args: [deploy],
+    workflowId: lockOf(test),
+    args: [test.deploy],
   });
 }
 
@@ -104,12 +123,13 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
   after(async () => env?.teardown());
 
   it('succeeds through every phase when nothing fails', { timeout: 60_000 }, async () => {
-    const { activities, calls } = stubActivities();
-    const status = await withWorker(activities, async (queue) => (await start(queue, request('staging'))).result());
+    const test = setup('staging');
+    const status = await withWorker(test.activities, async (queue) => (await start(queue, test)).result());
     assert.equal(status.state, 'succeeded');
     assert.deepEqual(
       status.phases.map((p) => `${p.name}:${p.status}`),
       [
+        'admission:succeeded',
         'validate:succeeded',
         'track-changes:skipped',
         'approval:skipped',
@@ -120,10 +140,17 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
         'report:succeeded',
       ],
     );
-    assert.equal(called(calls, 'restoreRelease'), 0);
+    assert.equal(called(test.calls, 'restoreRelease'), 0);
     assert.equal(status.phases.find((p) => p.name === 'validate')?.budgetMs, 120_000);
     assert.equal(status.phases.find((p) => p.name === 'environment-update')?.budgetMs, 180_000);
     assert.equal(status.phases.find((p) => p.name === 'rollback-point')?.budgetMs, undefined, 'no budget of its own');
+    assert.equal(status.policyHash, 'test-policy');
+    assert.equal(status.requestedBy, 'ci-bot (unverified, insecure dev mode)');
+    assert.equal(status.unverifiedIdentities, true);
+    assert.deepEqual(
+      status.audit?.map((e) => `${e.action}:${e.outcome}`),
+      ['request:accepted'],
+    );
   });
 
   // The environment update is one budget from the rollback point to the verified release, not one per step.
@@ -132,52 +159,58 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
     { timeout: 60_000 },
     async () => {
       const slowly = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-      const { activities, calls } = stubActivities({
-        snapshotRelease: async () => {
-          await slowly(1_500);
-          return OLD_RELEASE;
+      const test = setup(
+        'staging',
+        {
+          snapshotRelease: async () => {
+            await slowly(1_500);
+            return OLD_RELEASE;
+          },
+          applyRelease: untilCancelled,
         },
-        applyRelease: untilCancelled,
-      });
-      const status = await withWorker(activities, async (queue) =>
-        (await start(queue, request('staging', { environmentUpdate: '3s' }))).result(),
+        { environmentUpdate: '3s' },
       );
+      const status = await withWorker(test.activities, async (queue) => (await start(queue, test)).result());
       assert.equal(status.state, 'rolled-back');
       assert.match(status.rollback?.reason ?? '', /phase environment-update exceeded its budget of 3s/);
       const update = status.phases.find((p) => p.name === 'environment-update');
       assert.equal(update?.status, 'failed');
-      assert.equal(called(calls, 'restoreRelease'), 1);
+      assert.equal(called(test.calls, 'restoreRelease'), 1);
     },
   );
 
   it('compensates a manual rollback whose restore overruns the rollback budget', { timeout: 60_000 }, async () => {
     const wanted = { ...OLD_RELEASE, handle: 'older', version: '0.9.0' };
-    const { activities, calls } = stubActivities({
-      findKeptRelease: () => Promise.resolve(wanted),
-      restoreRelease: (request) =>
-        request.to.handle === wanted.handle ? untilCancelled() : Promise.resolve(request.to),
-    });
-    const status = await withWorker(activities, async (queue) =>
+    const test = setup(
+      'staging',
+      {
+        findKeptRelease: () => Promise.resolve(wanted),
+        restoreRelease: (request) =>
+          request.to.handle === wanted.handle ? untilCancelled() : Promise.resolve(request.to),
+      },
+      { rollback: '2s' },
+    );
+    const status = await withWorker(test.activities, async (queue) =>
       env.client.workflow.execute<typeof rollbackWorkflow>('rollbackWorkflow', {
         taskQueue: queue,
-        workflowId: `rollback-budget-${sequence}`,
-        args: [{ target: request('staging', { rollback: '2s' }).target, requestedBy: 'ci-bot' }],
+        workflowId: lockOf(test),
+        args: [rollbackOf(test)],
       }),
     );
     assert.equal(status.state, 'rolled-back', 'compensation brought back what ran before the rollback');
     assert.match(status.rollback?.reason ?? '', /phase rollback exceeded its budget of 2s/);
     assert.equal(status.phases.find((p) => p.name === 'rollback')?.status, 'failed');
-    const restored = calls
+    const restored = test.calls
       .filter((c) => c.name === 'restoreRelease')
       .map((c) => (c.args[0] as { to: { handle?: string } }).to.handle);
     assert.deepEqual(restored, ['older', OLD_RELEASE.handle]);
   });
 
   it('lets a 24 h approval deadline pass without touching the target', { timeout: 60_000 }, async () => {
-    const { activities, calls } = stubActivities();
+    const test = setup('production');
     const wallStart = Date.now();
-    const status = await withWorker(activities, async (queue) => {
-      const handle = await start(queue, request('production'));
+    const status = await withWorker(test.activities, async (queue) => {
+      const handle = await start(queue, test);
       await waitForState(() => handle.query(statusQuery), 'awaiting-approval');
       return handle.result();
     });
@@ -185,45 +218,44 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
     assert.match(status.errors.join('\n'), /approval deadline .* passed with 0 of 1 approvals/);
     const approval = status.phases.find((p) => p.name === 'approval');
     assert.ok(approval?.endedAt && Date.parse(approval.endedAt) - Date.parse(approval.startedAt) >= 24 * 3_600_000);
+    const { calls } = test;
     assert.equal(called(calls, 'snapshotRelease') + called(calls, 'applyRelease') + called(calls, 'restoreRelease'), 0);
     process.stdout.write(`# 24 h deadline took ${Date.now() - wallStart} ms of wall time\n`);
   });
 
   // The test server does not skip time while an activity runs, so this budget is shortened to seconds.
   it('fails a validation that overruns its budget before anything is touched', { timeout: 60_000 }, async () => {
-    const { activities, calls } = stubActivities({ inspectEnvironment: untilCancelled });
-    const status = await withWorker(activities, async (queue) =>
-      (await start(queue, request('staging', { validate: '2s' }))).result(),
-    );
+    const test = setup('staging', { inspectEnvironment: untilCancelled }, { validate: '2s' });
+    const status = await withWorker(test.activities, async (queue) => (await start(queue, test)).result());
     assert.equal(status.state, 'failed');
     assert.match(status.errors.join('\n'), /phase validate exceeded its budget of 2s/);
-    assert.equal(called(calls, 'snapshotRelease') + called(calls, 'applyRelease'), 0);
+    assert.equal(called(test.calls, 'snapshotRelease') + called(test.calls, 'applyRelease'), 0);
   });
 
   it('compensates a failing apply: restores the rollback point and verifies it', { timeout: 60_000 }, async () => {
-    const { activities, calls } = stubActivities({
+    const test = setup('staging', {
       applyRelease: () =>
         Promise.reject(ApplicationFailure.nonRetryable('engine refused the container', 'InvalidRelease')),
     });
-    const status = await withWorker(activities, async (queue) => (await start(queue, request('staging'))).result());
+    const status = await withWorker(test.activities, async (queue) => (await start(queue, test)).result());
     assert.equal(status.state, 'rolled-back');
-    assert.equal(called(calls, 'restoreRelease'), 1);
-    assert.deepEqual((calls.find((c) => c.name === 'restoreRelease')?.args[0] as { to: unknown }).to, OLD_RELEASE);
+    assert.equal(called(test.calls, 'restoreRelease'), 1);
+    assert.deepEqual((test.calls.find((c) => c.name === 'restoreRelease')?.args[0] as { to: unknown }).to, OLD_RELEASE);
     assert.equal(status.rollback?.consistency?.consistent, true);
     assert.match(status.rollback?.reason ?? '', /engine refused the container/);
   });
 
   it('stays open as compensation-failed until an operator retries', { timeout: 60_000 }, async () => {
     let restoreWorks = false;
-    const { activities, calls } = stubActivities({
+    const test = setup('staging', {
       awaitReady: () => Promise.reject(ApplicationFailure.nonRetryable('HTTP 500 from /health', 'Unhealthy')),
       restoreRelease: ({ to }) =>
         restoreWorks
           ? Promise.resolve(to)
           : Promise.reject(ApplicationFailure.nonRetryable('engine lost the container', 'InvalidRelease')),
     });
-    const status = await withWorker(activities, async (queue) => {
-      const handle = await start(queue, request('staging'));
+    const status = await withWorker(test.activities, async (queue) => {
+      const handle = await start(queue, test);
       const stuck = await waitForState(() => handle.query(statusQuery), 'compensation-failed');
       assert.match(stuck.rollback?.errors.join('\n') ?? '', /engine lost the container/);
       const visible = (await handle.describe()).typedSearchAttributes.get(searchAttributes.status);
@@ -234,23 +266,24 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
       );
       restoreWorks = true;
       await handle.executeUpdate(resolveCompensationUpdate, {
-        args: [{ action: 'retry', operator: 'oncall', reason: 'engine back' }],
+        args: [{ action: 'retry', reason: 'engine back', credential: dev('oncall') }],
       });
       return handle.result();
     });
     assert.equal(status.state, 'rolled-back');
     assert.equal(status.rollback?.attempts, 2);
-    const history = await env.client.workflow.getHandle(`${status.service}.staging`).fetchHistory();
-    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history);
+    const history = await env.client.workflow.getHandle(lockOf(test)).fetchHistory();
+    // Replayed under its own id: admission compares the workflow id with the lock of the request.
+    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, lockOf(test));
     assert.deepEqual(
       status.rollback?.operatorDecisions.map((d) => d.operator),
-      ['oncall'],
+      ['oncall (unverified, insecure dev mode)'],
     );
-    assert.ok(called(calls, 'restoreRelease') >= 2);
+    assert.ok(called(test.calls, 'restoreRelease') >= 2);
   });
 
   it('ends abandoned (exit 5) when the operator abandons a failed compensation', { timeout: 60_000 }, async () => {
-    const { activities } = stubActivities({
+    const test = setup('staging', {
       awaitReady: () => Promise.reject(ApplicationFailure.nonRetryable('unhealthy', 'Unhealthy')),
       verifyRelease: () =>
         Promise.resolve({
@@ -258,11 +291,11 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
           checks: [{ field: 'imageDigest', expected: 'sha256:a', actual: 'sha256:b', equal: false }],
         }),
     });
-    const status = await withWorker(activities, async (queue) => {
-      const handle = await start(queue, request('staging'));
+    const status = await withWorker(test.activities, async (queue) => {
+      const handle = await start(queue, test);
       await waitForState(() => handle.query(statusQuery), 'compensation-failed');
       await handle.executeUpdate(resolveCompensationUpdate, {
-        args: [{ action: 'abandon', operator: 'oncall', reason: 'fixed by hand' }],
+        args: [{ action: 'abandon', reason: 'fixed by hand', credential: dev('oncall') }],
       });
       return handle.result();
     });
@@ -270,55 +303,74 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
     assert.equal(status.rollback?.consistency?.consistent, false);
   });
 
-  it('refuses invalid votes: Updates before history, Signals recorded as refused', { timeout: 60_000 }, async () => {
-    const { activities } = stubActivities();
-    const status = await withWorker(activities, async (queue) => {
-      const handle = await start(queue, request('production'));
-      await waitForState(() => handle.query(statusQuery), 'awaiting-approval');
-      for (const [approver, reason] of [
-        ['ci-bot', /requested this deployment/],
-        ['mallory', /may not approve/],
-      ] as const)
+  it(
+    'refuses invalid votes: malformed Updates before history, the rest and all Signals recorded as refused',
+    { timeout: 60_000 },
+    async () => {
+      const test = setup('production');
+      const status = await withWorker(test.activities, async (queue) => {
+        const handle = await start(queue, test);
+        await waitForState(() => handle.query(statusQuery), 'awaiting-approval');
+        // A vote naming its approver, as runs before proven identities took: no credential, so malformed now.
         await assert.rejects(
-          handle.executeUpdate(voteUpdate, { args: [{ approver, decision: 'approve' }] }),
+          handle.executeUpdate(voteUpdate, {
+            updateId: 'malformed',
+            args: [{ approver: 'alice', decision: 'approve' }],
+          }),
           (error: unknown) => {
             assert.ok(error instanceof WorkflowUpdateFailedError);
-            assert.match(error.cause?.message ?? '', reason);
+            assert.match(error.cause?.message ?? '', /invalid vote: .*credential/);
             return true;
           },
         );
-      await handle.signal(voteSignal, { approver: 'mallory', decision: 'approve' });
-      await handle.signal(voteSignal, { nonsense: true } as never);
-      const history = await handle.fetchHistory();
-      const updatesInHistory =
-        history.events?.filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes).length ?? 0;
-      assert.equal(updatesInHistory, 0, 'refused updates leave no trace in history');
-      await handle.executeUpdate(voteUpdate, {
-        args: [{ approver: 'alice', decision: 'approve', comment: 'ship it' }],
+        for (const [approver, reason] of [
+          ['ci-bot', /requested this deployment/],
+          ['mallory', /may not approve/],
+        ] as const)
+          await assert.rejects(
+            handle.executeUpdate(voteUpdate, { args: [{ decision: 'approve', credential: dev(approver) }] }),
+            (error: unknown) => {
+              assert.ok(error instanceof WorkflowUpdateFailedError);
+              assert.match(error.cause?.message ?? '', reason);
+              return true;
+            },
+          );
+        await handle.signal(voteSignal, { approver: 'mallory', decision: 'approve' });
+        await handle.signal(voteSignal, { nonsense: true });
+        const history = await handle.fetchHistory();
+        const accepted = (history.events ?? []).flatMap(
+          (e) => e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.meta?.updateId ?? [],
+        );
+        assert.equal(accepted.length, 2, 'the two well-formed votes reached the handler, to be verified');
+        assert.ok(!accepted.includes('malformed'), 'a malformed Update leaves no trace in history');
+        await handle.executeUpdate(voteUpdate, {
+          args: [{ decision: 'approve', comment: 'ship it', credential: dev('alice') }],
+        });
+        return handle.result();
       });
-      return handle.result();
-    });
-    assert.equal(status.state, 'succeeded');
-    assert.deepEqual(
-      status.approval?.votes.map((v) => `${v.approver}:${v.decision}:${v.via}`),
-      ['alice:approve:update'],
-    );
-    assert.deepEqual(
-      status.approval?.refused.map((r) => r.approver),
-      ['mallory', 'undefined'],
-    );
-    assert.match(status.approval?.refused[0]?.reason ?? '', /mallory may not approve in production/);
-  });
+      assert.equal(status.state, 'succeeded');
+      assert.deepEqual(
+        status.approval?.votes.map((v) => `${v.approver}:${v.decision}:${v.via}`),
+        ['alice:approve:update'],
+      );
+      assert.deepEqual(
+        status.approval?.refused.map((r) => `${r.approver}:${r.via}`),
+        ['ci-bot:update', 'mallory:update', 'mallory:signal', 'undefined:signal'],
+      );
+      assert.match(status.approval?.refused[1]?.reason ?? '', /mallory may not approve in production/);
+      assert.match(status.approval?.refused[2]?.reason ?? '', /a vote by Signal carries no proof of identity/);
+    },
+  );
 
   it('records a Signal vote whose approver is a hostile object as refused, and still counts valid votes', async () => {
-    const { activities } = stubActivities();
-    const status = await withWorker(activities, async (queue) => {
-      const handle = await start(queue, request('production'));
+    const test = setup('production');
+    const status = await withWorker(test.activities, async (queue) => {
+      const handle = await start(queue, test);
       await waitForState(() => handle.query(statusQuery), 'awaiting-approval');
-      await handle.signal(voteSignal, { approver: { toString: 1 }, decision: 'approve' } as never);
+      await handle.signal(voteSignal, { approver: { toString: 1 }, decision: 'approve' });
       const refused = await waitForRefusals(() => handle.query(statusQuery), 1);
       assert.equal(refused.state, 'awaiting-approval', 'the workflow is still waiting, not failing its task');
-      await handle.executeUpdate(voteUpdate, { args: [{ approver: 'alice', decision: 'approve' }] });
+      await handle.executeUpdate(voteUpdate, { args: [{ decision: 'approve', credential: dev('alice') }] });
       return handle.result();
     });
     assert.equal(status.state, 'succeeded');
@@ -326,40 +378,41 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
   });
 
   it('ends rejected, with who and why, without touching the target', { timeout: 60_000 }, async () => {
-    const { activities, calls } = stubActivities();
-    const status = await withWorker(activities, async (queue) => {
-      const handle = await start(queue, request('production'));
+    const test = setup('production');
+    const status = await withWorker(test.activities, async (queue) => {
+      const handle = await start(queue, test);
       await waitForState(() => handle.query(statusQuery), 'awaiting-approval');
-      await handle.signal(voteSignal, { approver: 'bob', decision: 'reject', comment: 'freeze week' });
+      await handle.executeUpdate(voteUpdate, {
+        args: [{ decision: 'reject', comment: 'freeze week', credential: dev('bob') }],
+      });
       return handle.result();
     });
     assert.equal(status.state, 'rejected');
     assert.match(status.errors.join('\n'), /rejected by bob: freeze week/);
-    assert.equal(called(calls, 'applyRelease'), 0);
+    assert.equal(called(test.calls, 'applyRelease'), 0);
   });
 
   it(
     'rolls back manually only once an approver authorizes it, and compensates a failed restore',
     { timeout: 60_000 },
     async () => {
-      const { activities, calls } = stubActivities({
+      const test = setup('production', {
         awaitReady: () => Promise.reject(ApplicationFailure.nonRetryable('restored release unhealthy', 'Unhealthy')),
       });
-      const deploy = request('production');
-      const status = await withWorker(activities, async (taskQueue) => {
+      const status = await withWorker(test.activities, async (taskQueue) => {
         const handle = await env.client.workflow.start<typeof rollbackWorkflow>('rollbackWorkflow', {
           taskQueue,
-          workflowId: `${deploy.target.service}.production`,
-          args: [{ target: deploy.target, requestedBy: 'ci-bot', reason: 'bad release' }],
+          workflowId: lockOf(test),
+          args: [rollbackOf(test, 'bad release')],
         });
         await waitForState(() => handle.query(statusQuery), 'awaiting-approval');
-        assert.equal(called(calls, 'restoreRelease'), 0);
-        await handle.executeUpdate(voteUpdate, { args: [{ approver: 'alice', decision: 'approve' }] });
+        assert.equal(called(test.calls, 'restoreRelease'), 0);
+        await handle.executeUpdate(voteUpdate, { args: [{ decision: 'approve', credential: dev('alice') }] });
         return handle.result();
       });
       assert.equal(status.kind, 'rollback');
       assert.equal(status.state, 'rolled-back');
-      const restores = calls
+      const restores = test.calls
         .filter((c) => c.name === 'restoreRelease')
         .map((c) => c.args[0] as { keepCurrent: boolean });
       assert.deepEqual(

@@ -13,9 +13,9 @@ import type { temporal } from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { Activities } from '../../activities/index.js';
-import type { DeploymentStatus } from '../../domain/deployment.js';
+import { type DeploymentStatus, lockId } from '../../domain/deployment.js';
+import type { Credential } from '../../domain/identity.js';
 import type { DeployRequest } from '../../domain/requests.js';
-import { parseSpec, resolveEnvironment } from '../../domain/spec.js';
 import { timeSkippingServerPath } from '../../stack/temporal.js';
 import { workflowsPath } from '../../worker/bundle.js';
 import { WORKER_TUNING } from '../../worker/index.js';
@@ -27,7 +27,7 @@ import {
   voteSignal,
   voteUpdate,
 } from '../../workflows/messages.js';
-import { called, stubActivities } from '../support/stub-activities.js';
+import { called, stubActivities, stubLoadPolicy, testPolicy } from '../support/stub-activities.js';
 import { registerSearchAttributes, workflowBundle } from '../support/temporal.js';
 
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
@@ -38,46 +38,43 @@ const GRPC_NOT_FOUND = 5;
 let env: TestWorkflowEnvironment;
 let sequence = 0;
 
-function request(environment: 'staging' | 'production'): DeployRequest {
+/** Races are about timing, not identity: names stand for who sends a message. */
+const dev = (user: string): Credential => ({ kind: 'insecure-dev', user });
+
+/** A deploy of a service of its own (its own lock), with stubs whose policy publishes that service's ports. */
+function setup(environment: 'staging' | 'production', overrides: Partial<Activities> = {}) {
   const service = `race-${++sequence}`;
-  const spec = parseSpec(
-    {
-      service,
-      target: 'docker',
-      image: { repository: '127.0.0.1:5000/web' },
-      environments: {
-        staging: { docker: { host: 'unix:///stub.sock', hostPort: 18080 } },
-        production: {
-          protected: true,
-          deployers: ['ci-bot'],
-          docker: { host: 'unix:///stub.sock', hostPort: 18081 },
-          approval: { required: 1, approvers: ['alice', 'bob'], deadline: '24h' },
-        },
-      },
-    },
-    'deploy.yaml',
-  );
-  return { target: resolveEnvironment(spec, environment), version: '1.1.0', requestedBy: 'ci-bot' };
+  const deploy: DeployRequest = {
+    spec: { service, target: 'docker', image: { repository: '127.0.0.1:5000/web' } },
+    environment,
+    version: '1.1.0',
+    credential: dev('ci-bot'),
+  };
+  const stubs = stubActivities({ loadPolicy: stubLoadPolicy(testPolicy({}, [service])), ...overrides });
+  return { ...stubs, deploy, workflowId: lockId(service, environment) };
 }
 
 /**
- * The workflows with a workflow interceptor that runs every Signal handler one microtask late, as any async inbound
- * interceptor does (tracing interceptors are): a vote that arrives with the deadline is then counted only after the
- * deadline timer has resolved, so the gate's wait returns "timed out" although the vote is in.
+ * The workflows with a workflow interceptor that runs every Signal and Update handler one microtask late, as any
+ * async inbound interceptor does (tracing interceptors are): a vote that arrives with the deadline then reaches the
+ * gate only after the deadline timer has resolved.
  */
-const LATE_SIGNAL_HANDLERS = [
+const LATE_HANDLERS = [
   'export const interceptors = () => ({',
-  '  inbound: [{ async handleSignal(input, next) { await Promise.resolve(); return next(input); } }],',
+  '  inbound: [{',
+  '    async handleSignal(input, next) { await Promise.resolve(); return next(input); },',
+  '    async handleUpdate(input, next) { await Promise.resolve(); return next(input); },',
+  '  }],',
   '});',
 ].join('\n');
-let lateSignalBundle: Promise<WorkflowBundleWithSourceMap> | undefined;
-function lateSignalHandlersBundle(): Promise<WorkflowBundleWithSourceMap> {
-  lateSignalBundle ??= bundleWorkflowCode({
+let lateBundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+function lateHandlersBundle(): Promise<WorkflowBundleWithSourceMap> {
+  lateBundle ??= bundleWorkflowCode({
     workflowsPath,
-    workflowInterceptorModules: [`data:text/javascript,${encodeURIComponent(LATE_SIGNAL_HANDLERS)}`],
+    workflowInterceptorModules: [`data:text/javascript,${encodeURIComponent(LATE_HANDLERS)}`],
     logger: { log() {}, info() {}, warn() {}, error() {}, debug() {}, trace() {} },
   });
-  return lateSignalBundle;
+  return lateBundle;
 }
 
 /** Runs a worker on `taskQueue` until `work` settles; without a cache, so a stopped worker holds no task back. */
@@ -98,12 +95,8 @@ async function withWorker<T>(
   return worker.runUntil(work());
 }
 
-function start(taskQueue: string, deploy: DeployRequest) {
-  return env.client.workflow.start<typeof deployWorkflow>('deployWorkflow', {
-    taskQueue,
-    workflowId: `${deploy.target.service}.${deploy.target.environment}`,
-    args: [deploy],
-  });
+function start(taskQueue: string, { deploy, workflowId }: { deploy: DeployRequest; workflowId: string }) {
+  return env.client.workflow.start<typeof deployWorkflow>('deployWorkflow', { taskQueue, workflowId, args: [deploy] });
 }
 
 /** Polls `probe` until it returns something, at most 200 times. */
@@ -144,6 +137,21 @@ function assertOneWorkflowTask(events: HistoryEvent[], first: number, second: nu
 }
 
 /**
+ * Asserts that the Update accepted at `accepted` went to the workflow with the timer fired at `fired`: an Update is
+ * written to history only once a workflow task accepted it, so exactly one task ran between them, and it completed.
+ */
+function assertHandledWithTimer(events: HistoryEvent[], fired: number, accepted: number, what: string): void {
+  assert.ok(fired >= 0 && accepted > fired, `${what}: both in history, in this order`);
+  const between = events.slice(fired + 1, accepted);
+  const started = between.findIndex(isTaskStarted);
+  assert.ok(started >= 0, `${what}: a workflow task started after the timer fired`);
+  assert.equal(between.filter(isTaskStarted).length, 1, `${what}: no workflow task between them`);
+  assert.ok(between[started + 1] && isTaskCompleted(between[started + 1] as HistoryEvent), `${what}: it completed`);
+}
+
+const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/**
  * Waits until the server holds the Update. The time-skipping server does not support waiting for the ADMITTED stage,
  * so the Update is asked for by its id until the server knows it.
  */
@@ -161,6 +169,11 @@ function admitted(handle: WorkflowHandle, updateId: string): Promise<true> {
       throw error;
     }
   });
+}
+
+/** Replays a run's history under its own workflow id, which admission compares with the lock of the request. */
+async function replay(handle: WorkflowHandle, bundle: WorkflowBundleWithSourceMap): Promise<void> {
+  await Worker.runReplayHistory({ workflowBundle: bundle }, await handle.fetchHistory(), handle.workflowId);
 }
 
 /** Like one entry of `Promise.allSettled`, handled at once so that an early rejection is never unhandled. */
@@ -188,128 +201,240 @@ describe('message races (time-skipping server)', { timeout: 600_000 }, () => {
       server: { executable: { type: 'existing-path', path: timeSkippingServerPath() } },
     });
     await registerSearchAttributes(env.connection);
-    await Promise.all([workflowBundle(), lateSignalHandlersBundle()]);
+    await Promise.all([workflowBundle(), lateHandlersBundle()]);
   });
   after(async () => env?.teardown());
 
+  /**
+   * Runs a production deploy to its approval gate, stops the worker, skips time exactly to the 24 h deadline so that
+   * its timer fires with no worker to see it, lets `send` deliver a vote, then runs a worker until the deploy ends.
+   */
+  async function voteAtTheDeadline(
+    variant: string,
+    bundle: WorkflowBundleWithSourceMap,
+    send: (handle: WorkflowHandle) => Promise<void>,
+  ) {
+    const test = setup('production');
+    const taskQueue = `race-deadline-${sequence}-${Date.now()}`;
+    const handle = await withWorker(
+      taskQueue,
+      test.activities,
+      async () => {
+        const handle = await start(taskQueue, test);
+        await waitForState(handle, 'awaiting-approval');
+        return handle;
+      },
+      bundle,
+    );
+    const timerStarted = (await eventsOf(handle)).find(
+      (e) => toMs(e.timerStartedEventAttributes?.startToFireTimeout) === DEADLINE_MS,
+    );
+    const timerId = timerStarted?.timerStartedEventAttributes?.timerId;
+    assert.ok(timerId, `${variant}: the gate waits on its 24 h deadline timer`);
+    await env.sleep(toMs(timerStarted?.eventTime) + DEADLINE_MS - (await env.currentTimeMs()));
+    const fired = await eventsOf(handle);
+    assert.ok(
+      fired.some((e) => e.timerFiredEventAttributes?.timerId === timerId),
+      `${variant}: the deadline has fired`,
+    );
+    assert.ok(!isTaskStarted(fired.at(-1) as HistoryEvent), `${variant}: and no worker has seen it yet`);
+    // The vote arrives a moment after the deadline, before any worker has handled the timer.
+    await send(handle);
+    const status = await withWorker(taskQueue, test.activities, () => handle.result(), bundle);
+    const events = await eventsOf(handle);
+    await replay(handle, bundle);
+    return {
+      status,
+      events,
+      calls: test.calls,
+      firedAt: events.findIndex((e) => e.timerFiredEventAttributes?.timerId === timerId),
+    };
+  }
+
+  const handlerOrders = async () =>
+    [
+      ['handler before timer (as the SDK orders messages)', await workflowBundle()],
+      ['handler after timer (late handlers)', await lateHandlersBundle()],
+    ] as const;
+
   it(
-    'approves a deploy whose last approval lands in the same workflow task as the approval deadline, whether its handler runs before or after the deadline timer resolves',
+    'refuses a Signal vote that lands in the same workflow task as the approval deadline, whether its handler runs before or after the deadline timer resolves',
     { timeout: 120_000 },
     async () => {
-      const variants = [
-        ['handler before timer (as the SDK orders Signals)', await workflowBundle()],
-        ['handler after timer (late Signal handlers)', await lateSignalHandlersBundle()],
-      ] as const;
-      for (const [variant, bundle] of variants) {
-        const { activities, calls } = stubActivities();
-        const taskQueue = `race-deadline-${sequence}-${Date.now()}`;
-        const handle = await withWorker(
-          taskQueue,
-          activities,
-          async () => {
-            const handle = await start(taskQueue, request('production'));
-            await waitForState(handle, 'awaiting-approval');
-            return handle;
-          },
-          bundle,
+      for (const [variant, bundle] of await handlerOrders()) {
+        const { status, events, calls, firedAt } = await voteAtTheDeadline(variant, bundle, (handle) =>
+          handle.signal(voteSignal, { approver: 'alice', decision: 'approve', comment: 'just in time' }),
         );
-        // No worker polls now. Skip time exactly to the deadline timer: it fires, and its task waits for a worker.
-        const timerStarted = (await eventsOf(handle)).find(
-          (e) => toMs(e.timerStartedEventAttributes?.startToFireTimeout) === DEADLINE_MS,
-        );
-        const timerId = timerStarted?.timerStartedEventAttributes?.timerId;
-        assert.ok(timerId, `${variant}: the gate waits on its 24 h deadline timer`);
-        await env.sleep(toMs(timerStarted?.eventTime) + DEADLINE_MS - (await env.currentTimeMs()));
-        const fired = await eventsOf(handle);
-        assert.ok(
-          fired.some((e) => e.timerFiredEventAttributes?.timerId === timerId),
-          `${variant}: the deadline has fired`,
-        );
-        assert.ok(!isTaskStarted(fired.at(-1) as HistoryEvent), `${variant}: and no worker has seen it yet`);
-        // The approving vote arrives a moment after the deadline, before any worker has handled the timer.
-        await handle.signal(voteSignal, { approver: 'alice', decision: 'approve', comment: 'just in time' });
-        const status = await withWorker(taskQueue, activities, () => handle.result(), bundle);
-
-        const events = await eventsOf(handle);
         assertOneWorkflowTask(
           events,
-          events.findIndex((e) => e.timerFiredEventAttributes?.timerId === timerId),
+          firedAt,
           events.findIndex((e) => e.workflowExecutionSignaledEventAttributes?.signalName === voteSignal.name),
           `${variant}: deadline timer and vote`,
         );
+        assert.equal(status.state, 'expired', variant);
+        assert.deepEqual(status.approval?.votes, [], `${variant}: a Signal never counts`);
+        assert.deepEqual(
+          status.approval?.refused.map((r) => `${r.approver}:${r.via}`),
+          ['alice:signal'],
+          variant,
+        );
+        assert.equal(called(calls, 'applyRelease'), 0, `${variant}: the target was not touched`);
+        assert.ok(!events.some((e) => e.workflowTaskFailedEventAttributes), `${variant}: no workflow task failed`);
+      }
+    },
+  );
+
+  it(
+    'approves a deploy whose last approval Update lands in the same workflow task as the approval deadline, whether its handler runs before or after the deadline timer resolves',
+    {
+      timeout: 120_000,
+    },
+    async () => {
+      for (const [variant, bundle] of await handlerOrders()) {
+        let vote: Promise<PromiseSettledResult<unknown>> | undefined;
+        const { status, events, calls, firedAt } = await voteAtTheDeadline(variant, bundle, async (handle) => {
+          vote = settle(
+            handle.executeUpdate(voteUpdate, {
+              updateId: 'vote-at-deadline',
+              args: [{ decision: 'approve', comment: 'just in time', credential: dev('alice') }],
+            }),
+          );
+          await admitted(handle, 'vote-at-deadline');
+        });
+        assertHandledWithTimer(
+          events,
+          firedAt,
+          events.findIndex(
+            (e) =>
+              e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.meta?.updateId === 'vote-at-deadline',
+          ),
+          `${variant}: deadline timer and vote`,
+        );
+        assert.equal((await vote)?.status, 'fulfilled', `${variant}: the voter is answered`);
         assert.equal(status.state, 'succeeded', `${variant}: counted, not expired (${status.errors.join('; ')})`);
         const approval = status.phases.find((p) => p.name === 'approval');
         assert.equal(approval?.status, 'succeeded', variant);
         assert.equal(approval?.detail, 'approved by alice', variant);
         assert.deepEqual(
           status.approval?.votes.map((v) => `${v.approver}:${v.decision}:${v.via}`),
-          ['alice:approve:signal'],
+          ['alice:approve:update'],
           variant,
         );
         assert.equal(called(calls, 'applyRelease'), 1, `${variant}: the release was applied`);
-        await Worker.runReplayHistory({ workflowBundle: bundle }, await handle.fetchHistory());
+        assert.ok(!events.some((e) => e.workflowTaskFailedEventAttributes), `${variant}: no workflow task failed`);
       }
     },
   );
+
+  /**
+   * Brings a deploy to compensation-failed, stops the worker, then has the server hold a retry by alice and, after
+   * it, an abandon by bob, so that the next worker gets both in one workflow task.
+   */
+  async function twoResolvesInOneTask() {
+    let restoreWorks = false;
+    const test = setup('staging', {
+      awaitReady: () => Promise.reject(ApplicationFailure.nonRetryable('HTTP 500 from /health', 'Unhealthy')),
+      restoreRelease: ({ to }) =>
+        restoreWorks
+          ? Promise.resolve(to)
+          : Promise.reject(ApplicationFailure.nonRetryable('engine lost the container', 'InvalidRelease')),
+    });
+    const { activities, calls } = test;
+    const taskQueue = `race-resolve-${sequence}-${Date.now()}`;
+    const handle = await withWorker(taskQueue, activities, async () => {
+      const handle = await start(taskQueue, test);
+      await waitForState(handle, 'compensation-failed');
+      return handle;
+    });
+    restoreWorks = true;
+    const retry = settle(
+      handle.executeUpdate(resolveCompensationUpdate, {
+        updateId: 'retry-by-alice',
+        args: [{ action: 'retry', reason: 'engine back', credential: dev('alice') }],
+      }),
+    );
+    await admitted(handle, 'retry-by-alice');
+    const abandon = settle(
+      handle.executeUpdate(resolveCompensationUpdate, {
+        updateId: 'abandon-by-bob',
+        args: [{ action: 'abandon', reason: 'fixed by hand', credential: dev('bob') }],
+      }),
+    );
+    await admitted(handle, 'abandon-by-bob');
+    const { first, second, status } = await withWorker(taskQueue, activities, async () => {
+      const [first, second] = await Promise.all([retry, abandon]);
+      return { first, second, status: await handle.result() };
+    });
+    const events = await eventsOf(handle);
+    assert.ok(!events.some((e) => e.workflowTaskFailedEventAttributes), 'no workflow task failed');
+    await replay(handle, await workflowBundle());
+    return { first, second, status, events, calls };
+  }
 
   it(
     'accepts exactly one of two resolve Updates handled in one workflow task and refuses the other as already resolved',
     { timeout: 60_000 },
     async () => {
-      let restoreWorks = false;
-      const { activities, calls } = stubActivities({
-        awaitReady: () => Promise.reject(ApplicationFailure.nonRetryable('HTTP 500 from /health', 'Unhealthy')),
-        restoreRelease: ({ to }) =>
-          restoreWorks
-            ? Promise.resolve(to)
-            : Promise.reject(ApplicationFailure.nonRetryable('engine lost the container', 'InvalidRelease')),
+      const { first, second, status, events, calls } = await twoResolvesInOneTask();
+      const answers = [
+        { id: 'retry-by-alice', action: 'retry', operator: 'alice (unverified, insecure dev mode)', answer: first },
+        { id: 'abandon-by-bob', action: 'abandon', operator: 'bob (unverified, insecure dev mode)', answer: second },
+      ];
+      const accepted = answers.filter((a) => a.answer.status === 'fulfilled');
+      assert.equal(accepted.length, 1, 'exactly one is accepted');
+      const [winner, loser] = accepted[0] === answers[0] ? answers : [answers[1]!, answers[0]!];
+      assert.ok(winner && loser);
+      assert.deepEqual(winner.answer, {
+        status: 'fulfilled',
+        value: `${winner.action} accepted from ${winner.operator}`,
       });
-      const taskQueue = `race-resolve-${sequence}-${Date.now()}`;
-      const handle = await withWorker(taskQueue, activities, async () => {
-        const handle = await start(taskQueue, request('staging'));
-        await waitForState(handle, 'compensation-failed');
-        return handle;
-      });
-      restoreWorks = true;
-      // No worker polls now: both Updates wait on the server for the next workflow task, in the order they came.
-      const retry = settle(
-        handle.executeUpdate(resolveCompensationUpdate, {
-          updateId: 'retry-by-alice',
-          args: [{ action: 'retry', operator: 'alice', reason: 'engine back' }],
-        }),
+      const refusal = loser.answer.status === 'rejected' ? (loser.answer.reason as unknown) : undefined;
+      assert.ok(refusal instanceof WorkflowUpdateFailedError, 'the other is refused');
+      // Told either while the winner's decision is pending or once the deployment has moved on from it.
+      assert.match(
+        refusal.cause?.message ?? '',
+        new RegExp(`already resolved: ${winner.action} by ${escape(winner.operator)}|nothing to resolve`),
       );
-      await admitted(handle, 'retry-by-alice');
-      const abandon = settle(
-        handle.executeUpdate(resolveCompensationUpdate, {
-          updateId: 'abandon-by-bob',
-          args: [{ action: 'abandon', operator: 'bob', reason: 'fixed by hand' }],
-        }),
+
+      assert.equal(
+        status.state,
+        winner.action === 'retry' ? 'rolled-back' : 'abandoned',
+        'the decision taken is the accepted one',
       );
-      await admitted(handle, 'abandon-by-bob');
-      const [first, second] = await withWorker(taskQueue, activities, () => Promise.all([retry, abandon]));
-
-      assert.deepEqual(first, { status: 'fulfilled', value: 'retry accepted from alice' });
-      assert.equal(second.status, 'rejected');
-      const refusal = second.status === 'rejected' ? (second.reason as unknown) : undefined;
-      assert.ok(refusal instanceof WorkflowUpdateFailedError, 'refused by the validator');
-      assert.match(refusal.cause?.message ?? '', /already resolved: retry by alice/);
-
-      const status = await withWorker(taskQueue, activities, () => handle.result());
-      assert.equal(status.state, 'rolled-back', 'the accepted retry restored the rollback point');
       assert.deepEqual(
         status.rollback?.operatorDecisions.map((d) => `${d.action}:${d.operator}`),
-        ['retry:alice'],
+        [`${winner.action}:${winner.operator}`],
       );
-      assert.equal(status.rollback?.attempts, 2);
-      assert.equal(called(calls, 'restoreRelease'), 2);
-      const events = await eventsOf(handle);
-      const accepted = events.filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes);
+      assert.equal(called(calls, 'restoreRelease'), winner.action === 'retry' ? 2 : 1);
       assert.deepEqual(
-        accepted.map((e) => e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.meta?.updateId),
-        ['retry-by-alice'],
-        'only the accepted Update is in history',
+        status.audit
+          ?.filter((e) => e.action === 'resolve')
+          .map((e) => `${e.outcome}:${e.actor}`)
+          .sort(),
+        [`accepted:${winner.operator}`, `refused:${loser.operator}`],
       );
-      await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, await handle.fetchHistory());
+      // Each resolve is verified by an activity, so both reach the handler; only one Update completes successfully.
+      const outcomes = events.flatMap((e) => {
+        const completed = e.workflowExecutionUpdateCompletedEventAttributes;
+        return completed ? [`${completed.meta?.updateId}:${completed.outcome?.failure ? 'failed' : 'succeeded'}`] : [];
+      });
+      assert.deepEqual(outcomes.sort(), [`${loser.id}:failed`, `${winner.id}:succeeded`].sort());
+    },
+  );
+
+  it(
+    'counts the first of two resolve Updates handled in one workflow task',
+    {
+      timeout: 60_000,
+    },
+    async () => {
+      const { first, second, status } = await twoResolvesInOneTask();
+      assert.deepEqual(first, {
+        status: 'fulfilled',
+        value: 'retry accepted from alice (unverified, insecure dev mode)',
+      });
+      assert.equal(second.status, 'rejected');
+      assert.equal(status.state, 'rolled-back');
     },
   );
 
@@ -318,10 +443,11 @@ describe('message races (time-skipping server)', { timeout: 600_000 }, () => {
     { timeout: 60_000 },
     async () => {
       const report = held((status: DeploymentStatus) => `reports/${status.deploymentId}.md`);
-      const { activities, calls } = stubActivities({ publishReport: report.activity });
+      const test = setup('production', { publishReport: report.activity });
+      const { activities, calls } = test;
       const taskQueue = `race-cancel-vote-${sequence}-${Date.now()}`;
       const status = await withWorker(taskQueue, activities, async () => {
-        const handle = await start(taskQueue, request('production'));
+        const handle = await start(taskQueue, test);
         await waitForState(handle, 'awaiting-approval');
         await handle.cancel();
         // The workflow stays open while its report is being written: long enough to be sent votes.
@@ -335,7 +461,7 @@ describe('message races (time-skipping server)', { timeout: 600_000 }, () => {
             'nor does its search attribute',
           );
           await assert.rejects(
-            handle.executeUpdate(voteUpdate, { args: [{ approver: 'alice', decision: 'approve' }] }),
+            handle.executeUpdate(voteUpdate, { args: [{ decision: 'approve', credential: dev('alice') }] }),
             (error: unknown) => {
               assert.ok(error instanceof WorkflowUpdateFailedError);
               assert.match(error.cause?.message ?? '', /not awaiting approval/);
@@ -356,7 +482,7 @@ describe('message races (time-skipping server)', { timeout: 600_000 }, () => {
         ['bob:signal'],
         'the late Signal is kept as refused',
       );
-      assert.match(status.approval?.refused[0]?.reason ?? '', /not awaiting approval/);
+      assert.match(status.approval?.refused[0]?.reason ?? '', /vote by Signal carries no proof/);
       assert.equal(called(calls, 'applyRelease'), 0);
     },
   );
@@ -365,10 +491,11 @@ describe('message races (time-skipping server)', { timeout: 600_000 }, () => {
     'writes the report of a deploy cancelled at approval and completes with its status',
     { timeout: 60_000 },
     async () => {
-      const { activities, calls } = stubActivities();
+      const test = setup('production');
+      const { activities, calls } = test;
       const taskQueue = `race-cancel-report-${sequence}-${Date.now()}`;
       const { status, execution } = await withWorker(taskQueue, activities, async () => {
-        const handle = await start(taskQueue, request('production'));
+        const handle = await start(taskQueue, test);
         await waitForState(handle, 'awaiting-approval');
         await handle.cancel();
         const status = await handle.result();

@@ -9,15 +9,32 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { before, describe, it } from 'node:test';
-import { DefaultLogger, type ReplayResult, Runtime, Worker } from '@temporalio/worker';
+import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import { workflowBundle } from '../support/temporal.js';
 
 const HISTORIES = fileURLToPath(new URL('../../../test/fixtures/histories/', import.meta.url));
 const files = readdirSync(HISTORIES)
   .filter((file) => file.endsWith('.json'))
   .sort();
-/** The file name, without .json, serves as the workflow id of its replay. */
-const idOf = (file: string): string => path.basename(file, '.json');
+interface RecordedHistory {
+  events: { workflowExecutionStartedEventAttributes?: { input?: { payloads?: { data?: string }[] } } }[];
+}
+
+/**
+ * The workflow id the run had: a run checks that its id is the lock of its request, so a replay must use the same.
+ * It is `<service>.<environment>` of the recorded input, whichever shape that input had.
+ */
+function workflowIdOf(history: RecordedHistory): string {
+  const data = history.events[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0]?.data ?? '';
+  const input = JSON.parse(Buffer.from(data, 'base64').toString('utf8')) as {
+    target?: { service: string; environment: string };
+    spec?: { service: string };
+    environment?: string;
+  };
+  const service = input.target?.service ?? input.spec?.service;
+  const environment = input.target?.environment ?? input.environment;
+  return `${service}.${environment}`;
+}
 
 /** What must always be covered: each target's runs that wait long, and a finished manual rollback. */
 const REQUIRED = ['approval-waiting', 'compensation-failed', 'manual-rollback'].flatMap((scenario) =>
@@ -25,18 +42,26 @@ const REQUIRED = ['approval-waiting', 'compensation-failed', 'manual-rollback'].
 );
 
 describe('replaying recorded workflow histories', { timeout: 300_000 }, () => {
-  const results = new Map<string, ReplayResult>();
+  const results = new Map<string, { error?: Error }>();
 
   before(async () => {
     Runtime.install({ logger: new DefaultLogger('WARN') });
     const histories = await Promise.all(
-      files.map(async (file) => ({
-        workflowId: idOf(file),
-        history: JSON.parse(await readFile(path.join(HISTORIES, file), 'utf8')) as unknown,
-      })),
+      files.map(async (file) => {
+        const history = JSON.parse(await readFile(path.join(HISTORIES, file), 'utf8')) as RecordedHistory;
+        return { file, history, workflowId: workflowIdOf(history) };
+      }),
     );
-    const replay = Worker.runReplayHistories({ workflowBundle: await workflowBundle() }, histories);
-    for await (const result of replay) results.set(result.workflowId, result);
+    // One replay per file: several runs of one lock share its workflow id.
+    const bundle = await workflowBundle();
+    for (const { file, history, workflowId } of histories)
+      results.set(
+        file,
+        await Worker.runReplayHistory({ workflowBundle: bundle }, history, workflowId).then(
+          () => ({ error: undefined }),
+          (error: unknown) => ({ error: error instanceof Error ? error : new Error(String(error)) }),
+        ),
+      );
   });
 
   it('finds a history of every scenario on both targets', () => {
@@ -47,7 +72,7 @@ describe('replaying recorded workflow histories', { timeout: 300_000 }, () => {
 
   for (const file of files)
     it(`replays ${file} without nondeterminism`, () => {
-      const result = results.get(idOf(file));
+      const result = results.get(file);
       assert.ok(result, `${file} was not replayed`);
       if (result.error) throw result.error;
     });

@@ -19,7 +19,7 @@ import { failureKindOf, failureKinds, messageOf } from '../../domain/failures.js
 import type { KubernetesTarget } from '../../domain/kubernetes.js';
 import type { ConsistencyReport, PinnedImage, ReleaseState } from '../../domain/release.js';
 import { applyRelease } from '../../activities/kubernetes/apply.js';
-import { KubeApiError, connect, serverSideApply } from '../../activities/kubernetes/client.js';
+import { connect, serverSideApply } from '../../activities/kubernetes/client.js';
 import { diffRelease } from '../../activities/kubernetes/diff.js';
 import { kubernetesDriver } from '../../activities/kubernetes/driver.js';
 import { byApplyOrder, refOf } from '../../activities/kubernetes/manifests.js';

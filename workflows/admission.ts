@@ -97,15 +97,16 @@ async function judge(
   kind: 'deploy' | 'rollback',
   request: DeployRequest | RollbackRequest,
 ): Promise<Admission> {
+  const invalid = (reason: string) => {
+    runbook.audit('request', 'refused', '(unproven)', `${kind}: ${reason}`);
+    return fail('invalid', reason);
+  };
   const { spec, problems } = checkSpec(request.spec);
-  if (!spec) throw fail('invalid', `the service spec is invalid: ${problems.map(formatProblem).join('; ')}`);
+  if (!spec) throw invalid(`the service spec is invalid: ${problems.map(formatProblem).join('; ')}`);
   const { environment } = request;
   const { workflowId } = workflowInfo();
   if (workflowId !== lockId(spec.service, environment))
-    throw fail(
-      'invalid',
-      `workflow id ${workflowId} is not ${lockId(spec.service, environment)}, the lock of the request`,
-    );
+    throw invalid(`workflow id ${workflowId} is not ${lockId(spec.service, environment)}, the lock of the request`);
 
   const policy = await admissionActivities.loadPolicy({ service: spec.service, environment, spec });
   runbook.status.policyHash = policy.hash;
@@ -172,18 +173,14 @@ function describe({ target }: Admission): string {
 
 /** A request that is not even shaped right ends `invalid` at once, with a report naming what was wrong. */
 function refusedIntake(kind: 'deploy' | 'rollback', input: unknown, problems: string[]): Intake {
-  const field = (name: string) => {
-    const value = typeof input === 'object' && input !== null ? (input as Record<string, unknown>)[name] : undefined;
-    return nameSchema.safeParse(value).success ? (value as string) : 'invalid';
-  };
-  const spec = (typeof input === 'object' && input !== null ? (input as { spec?: unknown }).spec : undefined) ?? {};
+  const fields = (value: unknown) =>
+    typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : {};
+  const name = (value: unknown) => (nameSchema.safeParse(value).success ? (value as string) : 'invalid');
   return {
     init: {
       kind,
-      service: nameSchema.safeParse((spec as { service?: unknown }).service).success
-        ? (spec as { service: string }).service
-        : 'invalid',
-      environment: field('environment'),
+      service: name(fields(fields(input).spec).service),
+      environment: name(fields(input).environment),
       requestedBy: '(not verified)',
     },
     admit: (runbook) =>

@@ -415,7 +415,8 @@ environments:
     assert.deepEqual(eventsOf(made.approved), [
       'request accepted ci-bot',
       'vote refused ci-bot',
-      'vote refused alice',
+      // The Signal named alice, but proved nothing: nobody is audited as its sender.
+      'vote refused (unproven)',
       'vote accepted alice',
     ]);
     const approved = of(made.approved);
@@ -424,7 +425,10 @@ environments:
       approved[1]?.reason ?? '',
       /^approve by update: ci-bot requested this deployment and cannot approve it/,
     );
-    assert.match(approved[2]?.reason ?? '', /^approve by signal: a vote by Signal carries no proof of identity/);
+    assert.match(
+      approved[2]?.reason ?? '',
+      /^approve by signal: a vote by Signal carries no proof of identity \(it claimed to be alice\)/,
+    );
     assert.equal(approved[3]?.reason, 'approve by update');
     assert.match(approved[0]?.policyHash ?? '', /^[0-9a-f]{64}$/);
 

@@ -4,11 +4,9 @@
  * own; the spec the CLI sends says only what the service is.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import Docker from 'dockerode';
 import { Client, Connection } from '@temporalio/client';
@@ -19,7 +17,7 @@ import type { DevStack } from '../../stack/dev.js';
 import { buildServiceImage, startLocalDockerStack } from '../../stack/docker.js';
 import { freePort, sleep } from '../../stack/processes.js';
 import { voteSignal } from '../../workflows/messages.js';
-import { deploymentIdIn, runCli, type CliResult } from '../support/cli.js';
+import { deploymentIdIn, runCli, runWorkerProcess } from '../support/cli.js';
 import {
   dockerEnvironment,
   policyObject,
@@ -28,32 +26,8 @@ import {
   writeTestFiles,
 } from '../support/spec-fixtures.js';
 
-const WORKER = fileURLToPath(new URL('../../worker/main.js', import.meta.url));
 const UNVERIFIED = '(unverified, insecure dev mode)';
 const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-/** The worker process as a container runs it, with only the environment given; bounded in time. */
-function runWorkerProcess(env: Record<string, string>, timeoutMs = 60_000): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [WORKER], {
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`the worker did not exit within ${timeoutMs} ms\n${stdout}\n${stderr}`));
-    }, timeoutMs);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, stdout, stderr });
-    });
-  });
-}
 
 type DockerStack = Awaited<ReturnType<typeof startLocalDockerStack>>;
 

@@ -24,8 +24,26 @@ export interface CliResult {
 
 /** Runs the real CLI in its own process, exactly as CI would, bounded in time. */
 export function runCli(args: string[], env: Record<string, string>, timeoutMs = 120_000): Promise<CliResult> {
+  return runProgram(CLI, args, env, timeoutMs, `deploy-agent ${args.join(' ')}`);
+}
+
+const WORKER = fileURLToPath(new URL('../../worker/main.js', import.meta.url));
+
+/** The worker process as a container runs it (`node dist/worker/main.js`), with only the environment given. */
+export function runWorkerProcess(env: Record<string, string>, timeoutMs = 60_000): Promise<CliResult> {
+  return runProgram(WORKER, [], env, timeoutMs, 'the worker');
+}
+
+/** One of the project's programs in its own Node process, until it exits or `timeoutMs` runs out. */
+function runProgram(
+  program: string,
+  args: string[],
+  env: Record<string, string>,
+  timeoutMs: number,
+  what: string,
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(process.execPath, [program, ...args], {
       // A clean environment, as CI gives it: only what the test says, so nothing of the caller's leaks in.
       // A login cached on this machine must not stand in for the identity a test gives: its own config home.
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', XDG_CONFIG_HOME: emptyConfigHome(), ...env },
@@ -37,7 +55,7 @@ export function runCli(args: string[], env: Record<string, string>, timeoutMs = 
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`deploy-agent ${args.join(' ')} did not finish within ${timeoutMs} ms\n${stdout}\n${stderr}`));
+      reject(new Error(`${what} did not finish within ${timeoutMs} ms\n${stdout}\n${stderr}`));
     }, timeoutMs);
     child.once('error', reject);
     child.once('close', (code) => {

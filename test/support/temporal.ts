@@ -1,6 +1,13 @@
 import type { Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
-import { bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import {
+  bundleWorkflowCode,
+  type NativeConnection,
+  Worker,
+  type WorkflowBundleWithSourceMap,
+} from '@temporalio/worker';
+import type { Activities } from '../../activities/index.js';
+import { WORKER_TUNING } from '../../worker/index.js';
 import { allSearchAttributes } from '../../workflows/messages.js';
 import { workflowsPath } from '../../worker/bundle.js';
 
@@ -22,4 +29,25 @@ export async function registerSearchAttributes(connection: Connection, namespace
     namespace,
     searchAttributes: Object.fromEntries(allSearchAttributes.map((key) => [key.name, keyword])),
   });
+}
+
+export interface TestWorkerOptions {
+  connection: NativeConnection;
+  taskQueue: string;
+  activities: Activities;
+  /** Another build of the workflows (a race test's variant); the shared bundle by default. */
+  bundle?: WorkflowBundleWithSourceMap;
+  /** 0: a stopped worker holds no workflow back from the next one. */
+  maxCachedWorkflows?: number;
+}
+
+/** A worker on the test's task queue, with the product's tuning, running until `work` settles. */
+export async function runTestWorker<T>(options: TestWorkerOptions, work: () => Promise<T>): Promise<T> {
+  const { bundle, ...rest } = options;
+  const worker = await Worker.create({
+    ...WORKER_TUNING,
+    ...rest,
+    workflowBundle: bundle ?? (await workflowBundle()),
+  });
+  return worker.runUntil(work());
 }

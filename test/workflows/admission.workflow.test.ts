@@ -7,14 +7,12 @@ import { after, before, describe, it } from 'node:test';
 import { ApplicationFailure } from '@temporalio/activity';
 import { type WorkflowHandle, WorkflowUpdateFailedError } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
 import type { Activities } from '../../activities/index.js';
 import type { AuditEvent } from '../../domain/audit.js';
 import { type DeploymentStatus, lockId } from '../../domain/deployment.js';
 import type { Credential } from '../../domain/identity.js';
 import type { DeployRequest, RollbackRequest } from '../../domain/requests.js';
 import { timeSkippingServerPath } from '../../stack/temporal.js';
-import { WORKER_TUNING } from '../../worker/index.js';
 import type { deployWorkflow, rollbackWorkflow } from '../../workflows/index.js';
 import { resolveCompensationUpdate, statusQuery, voteSignal, voteUpdate } from '../../workflows/messages.js';
 import {
@@ -25,7 +23,7 @@ import {
   stubVerifyCredentialStrictly,
   testToken,
 } from '../support/stub-activities.js';
-import { registerSearchAttributes, workflowBundle } from '../support/temporal.js';
+import { registerSearchAttributes, runTestWorker, workflowBundle } from '../support/temporal.js';
 
 let env: TestWorkflowEnvironment;
 let sequence = 0;
@@ -76,16 +74,9 @@ function deployRequest(
   };
 }
 
-async function withWorker<T>(activities: Activities, work: (taskQueue: string) => Promise<T>): Promise<T> {
+function withWorker<T>(activities: Activities, work: (taskQueue: string) => Promise<T>): Promise<T> {
   const taskQueue = `admission-${sequence}-${Date.now()}`;
-  const worker = await Worker.create({
-    ...WORKER_TUNING,
-    connection: env.nativeConnection,
-    taskQueue,
-    workflowBundle: await workflowBundle(),
-    activities,
-  });
-  return worker.runUntil(work(taskQueue));
+  return runTestWorker({ connection: env.nativeConnection, taskQueue, activities }, () => work(taskQueue));
 }
 
 function start(taskQueue: string, request: DeployRequest, workflowId?: string) {

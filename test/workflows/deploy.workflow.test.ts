@@ -29,8 +29,7 @@ import {
   testPolicy,
   untilCancelled,
 } from '../support/stub-activities.js';
-import { registerSearchAttributes, workflowBundle } from '../support/temporal.js';
-import { WORKER_TUNING } from '../../worker/index.js';
+import { registerSearchAttributes, runTestWorker, workflowBundle } from '../support/temporal.js';
 
 let env: TestWorkflowEnvironment;
 let sequence = 0;
@@ -71,16 +70,9 @@ function rollbackOf({ deploy }: Setup, reason?: string): RollbackRequest {
 
 const lockOf = ({ service, deploy }: Setup) => lockId(service, deploy.environment);
 
-async function withWorker<T>(activities: Activities, work: (taskQueue: string) => Promise<T>): Promise<T> {
+function withWorker<T>(activities: Activities, work: (taskQueue: string) => Promise<T>): Promise<T> {
   const taskQueue = `test-${sequence}-${Date.now()}`;
-  const worker = await Worker.create({
-    ...WORKER_TUNING,
-    connection: env.nativeConnection,
-    taskQueue,
-    workflowBundle: await workflowBundle(),
-    activities,
-  });
-  return worker.runUntil(work(taskQueue));
+  return runTestWorker({ connection: env.nativeConnection, taskQueue, activities }, () => work(taskQueue));
 }
 
 function start(taskQueue: string, test: Setup) {

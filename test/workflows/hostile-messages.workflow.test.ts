@@ -16,7 +16,6 @@ import { type DeploymentStatus, lockId } from '../../domain/deployment.js';
 import { isNamed } from '../../domain/identity.js';
 import type { DeployRequest } from '../../domain/requests.js';
 import { timeSkippingServerPath } from '../../stack/temporal.js';
-import { WORKER_TUNING } from '../../worker/index.js';
 import type { deployWorkflow } from '../../workflows/index.js';
 import { resolveCompensationUpdate, statusQuery, voteSignal, voteUpdate } from '../../workflows/messages.js';
 import {
@@ -26,7 +25,7 @@ import {
   stubVerifyCredentialStrictly,
   testToken,
 } from '../support/stub-activities.js';
-import { registerSearchAttributes, workflowBundle } from '../support/temporal.js';
+import { registerSearchAttributes, runTestWorker, workflowBundle } from '../support/temporal.js';
 
 let env: TestWorkflowEnvironment;
 let sequence = 0;
@@ -502,16 +501,9 @@ async function flood(
 
 // --- the tests ------------------------------------------------------------------------------------------------
 
-async function withWorker<T>(activities: Activities, work: (taskQueue: string) => Promise<T>): Promise<T> {
+function withWorker<T>(activities: Activities, work: (taskQueue: string) => Promise<T>): Promise<T> {
   const taskQueue = `hostile-${sequence}-${Date.now()}`;
-  const worker = await Worker.create({
-    ...WORKER_TUNING,
-    connection: env.nativeConnection,
-    taskQueue,
-    workflowBundle: await workflowBundle(),
-    activities,
-  });
-  return worker.runUntil(work(taskQueue));
+  return runTestWorker({ connection: env.nativeConnection, taskQueue, activities }, () => work(taskQueue));
 }
 
 async function waitFor(handle: WorkflowHandle, state: DeploymentStatus['state']): Promise<DeploymentStatus> {

@@ -18,7 +18,6 @@ import type { Credential } from '../../domain/identity.js';
 import type { DeployRequest } from '../../domain/requests.js';
 import { timeSkippingServerPath } from '../../stack/temporal.js';
 import { workflowsPath } from '../../worker/bundle.js';
-import { WORKER_TUNING } from '../../worker/index.js';
 import type { deployWorkflow } from '../../workflows/index.js';
 import {
   resolveCompensationUpdate,
@@ -28,7 +27,7 @@ import {
   voteUpdate,
 } from '../../workflows/messages.js';
 import { called, stubActivities, stubLoadPolicy, testPolicy } from '../support/stub-activities.js';
-import { registerSearchAttributes, workflowBundle } from '../support/temporal.js';
+import { registerSearchAttributes, runTestWorker, workflowBundle } from '../support/temporal.js';
 
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 
@@ -78,21 +77,16 @@ function lateHandlersBundle(): Promise<WorkflowBundleWithSourceMap> {
 }
 
 /** Runs a worker on `taskQueue` until `work` settles; without a cache, so a stopped worker holds no task back. */
-async function withWorker<T>(
+function withWorker<T>(
   taskQueue: string,
   activities: Activities,
   work: () => Promise<T>,
   bundle?: WorkflowBundleWithSourceMap,
 ): Promise<T> {
-  const worker = await Worker.create({
-    ...WORKER_TUNING,
-    connection: env.nativeConnection,
-    taskQueue,
-    workflowBundle: bundle ?? (await workflowBundle()),
-    activities,
-    maxCachedWorkflows: 0,
-  });
-  return worker.runUntil(work());
+  return runTestWorker(
+    { connection: env.nativeConnection, taskQueue, activities, bundle, maxCachedWorkflows: 0 },
+    work,
+  );
 }
 
 function start(taskQueue: string, { deploy, workflowId }: { deploy: DeployRequest; workflowId: string }) {

@@ -49,9 +49,32 @@ export const kubernetesEnvironmentSchema = z.strictObject({
   context: z.string().min(1).optional(),
   /** The one namespace releases of this environment live in. */
   namespace: nameSchema,
+  /**
+   * Whether apply may take over an existing object that no deploy-agent release of this service and environment
+   * owns (like `helm install --take-ownership`); off, such an object stops the release before anything changes.
+   */
+  adoptExisting: z.boolean().default(false),
   /** A kubeconfig whose user runs a program (exec, auth-provider) is refused unless allowed here. */
   allowExecCredentials: z.boolean().default(false),
 });
+
+/** What a security rule's finding does in an environment: refuse the release, report it, or nothing. */
+export const ruleActionSchema = z.enum(['deny', 'warn', 'off'], { error: 'expected deny, warn or off' });
+export type RuleAction = z.infer<typeof ruleActionSchema>;
+
+/** A security rule's id, as its rule file names it. */
+export const ruleIdSchema = z
+  .string()
+  .regex(/^[a-z0-9]+(-[a-z0-9]+)*$/, { error: 'expected a rule id like no-privileged' });
+
+/** Where the worker reads a secret's value: a file or one of its own environment variables; never the spec. */
+export const secretSourceSchema = z
+  .union([
+    z.strictObject({ file: z.string().min(1), services: z.array(nameSchema).optional() }),
+    z.strictObject({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), services: z.array(nameSchema).optional() }),
+  ])
+  .describe('{file: PATH} or {env: VARIABLE}, with optional services: [names allowed to use it]');
+export type SecretSource = z.infer<typeof secretSourceSchema>;
 
 export const approvalPolicySchema = z.strictObject({
   required: z.int().min(0).max(10).default(0),
@@ -83,6 +106,10 @@ export const environmentPolicySchema = z.strictObject({
   /** Promotion order: a version must have succeeded in this environment before it may deploy here. */
   promotedFrom: nameSchema.optional(),
   budgets: budgetsSchema.default({}),
+  /** Security rules: each rule's action here, overriding the default its rule file gives (deny, warn or off). */
+  security: z.record(ruleIdSchema, ruleActionSchema).default({}),
+  /** Secrets services may reference by name; their values are read by the worker and never leave it. */
+  secrets: z.record(nameSchema, secretSourceSchema).default({}),
   /** How many replaced releases are kept on the target as rollback points. */
   historyLimit: z.int().min(1).max(50).default(5),
 });
@@ -95,6 +122,8 @@ export const platformPolicySchema = z
      * a spec naming a path elsewhere is refused, so a requester cannot make the worker read its other files.
      */
     sourceRoots: z.array(z.string().min(1)).default([]),
+    /** Security rule files beyond the ones shipped, relative to the policy file; a rule id may appear only once. */
+    securityRules: z.array(z.string().min(1)).default([]),
     environments: z
       .record(nameSchema, environmentPolicySchema)
       .refine((envs) => Object.keys(envs).length > 0, { error: 'expected at least one environment' }),

@@ -29,6 +29,54 @@ export const healthCheckSchema = z.strictObject({
   healthyWithin: durationSchema.default(60_000),
 });
 
+const envNameSchema = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'expected an environment variable name' });
+
+/** A Linux capability without its CAP_ prefix, as Docker and Kubernetes name them. */
+export const capabilitySchema = z
+  .string()
+  .regex(/^[A-Z][A-Z_]*$/, { error: 'expected a capability like NET_BIND_SERVICE' });
+
+/**
+ * The container a Docker release runs. Everything beyond port and env departs from the safe default (an unprivileged,
+ * capability-less container that cannot gain privileges, inside its limits); the security rules of the environment's
+ * policy decide which departures are refused, flagged or allowed.
+ */
+export const containerSchema = z.strictObject({
+  port: portSchema.default(8080),
+  /** Plain settings: they reach reports and histories, so never secrets (see `secrets`). */
+  env: z.record(z.string(), z.string()).default({}),
+  /** Secrets by reference: variable name -> the name of a secret the platform policy defines; the worker reads it. */
+  secrets: z.record(envNameSchema, nameSchema).default({}),
+  resources: z
+    .strictObject({
+      /** Bytes, or with a unit: 256m, 1g (Docker) — 256Mi, 1Gi are read the same. */
+      memory: z
+        .string()
+        .regex(/^[0-9]+(b|k|m|g|Ki|Mi|Gi)?$/, { error: 'expected a size like 256m or 1Gi' })
+        .optional(),
+      cpus: z.number().positive().max(256).optional(),
+    })
+    .default({}),
+  /** The user the process runs as (name or uid[:gid]); absent means the image's own user. */
+  user: z.string().min(1).max(64).optional(),
+  privileged: z.boolean().default(false),
+  /** Capabilities added to the dropped-all default. */
+  capabilities: z.array(capabilitySchema).default([]),
+  hostNetwork: z.boolean().default(false),
+  hostPid: z.boolean().default(false),
+  /** Host paths mounted into the container. */
+  mounts: z
+    .array(
+      z.strictObject({
+        source: z.string().startsWith('/', { error: 'expected an absolute host path' }),
+        target: z.string().startsWith('/', { error: 'expected an absolute container path' }),
+        readOnly: z.boolean().default(true),
+      }),
+    )
+    .default([]),
+});
+export type ContainerSpec = z.infer<typeof containerSchema>;
+
 export const serviceSpecSchema = z
   .strictObject({
     service: nameSchema,
@@ -39,12 +87,7 @@ export const serviceSpecSchema = z
         .string()
         .regex(/^[a-z0-9]+([._:/-][a-z0-9]+)*$/, { error: 'expected an image repository without tag' }),
     }),
-    container: z
-      .strictObject({
-        port: portSchema.default(8080),
-        env: z.record(z.string(), z.string()).default({}),
-      })
-      .default({ port: 8080, env: {} }),
+    container: containerSchema.default(containerSchema.parse({})),
     healthCheck: healthCheckSchema.default({
       type: 'http',
       path: '/health',
@@ -102,6 +145,8 @@ const POLICY_OWNED = [
   'context',
   'namespace',
   'host',
+  'security',
+  'secrets',
 ] as const;
 
 export interface SpecProblem {

@@ -13,6 +13,7 @@ import {
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
 } from '@temporalio/client';
+import { dataConverter } from '../codec/data-converter.js';
 import { parseDeploymentId } from '../domain/deployment.js';
 import { InvalidInput, messageOf, TemporalUnreachable } from '../domain/failures.js';
 import { connectionSettings, type TemporalConnectionSettings } from './settings.js';
@@ -40,6 +41,8 @@ export async function closeConnections(): Promise<void> {
 }
 
 export async function connect(): Promise<Client> {
+  // Before dialling: without the payload keys nothing the workers write could be read (exit 2, naming the variables).
+  const converter = dataConverter();
   const configured = connectionSettings();
   const { address, namespace, apiKey, metadata } = configured;
   let connection: Connection;
@@ -56,7 +59,7 @@ export async function connect(): Promise<Client> {
     await connection.close().catch(() => undefined);
     throw await whyNotConnected(error, configured);
   }
-  return new Client({ connection, namespace });
+  return new Client({ connection, namespace, dataConverter: converter });
 }
 
 /**

@@ -12,6 +12,7 @@ import { decodeJwt, decodeProtectedHeader, generateKeyPair, SignJWT } from 'jose
 import { simpleGit } from 'simple-git';
 import { deploymentIdOf } from '../domain/deployment.js';
 import { InvalidInput } from '../domain/failures.js';
+import { writeNewKeyRing } from '../keys/key-ring.js';
 import type { Credential } from '../domain/identity.js';
 import { renderReport } from '../domain/report.js';
 import { reportsDirFromEnv } from '../worker/index.js';
@@ -181,6 +182,13 @@ export async function demoCommand(options: { exit?: boolean; target?: string }):
     printLine(`OpenID provider: ${issuer} (ready in ${(keycloak.readyInMs / 1000).toFixed(1)} s)`);
     const policyFile = await writePolicy(join(workDir, 'policy.yaml'), demoPolicy(workDir, production, issuer));
     printLine(`Platform policy (the worker's, not the requester's): ${policyFile}`);
+
+    // Payloads are encrypted: the demo's worker and its own client share a key ring made for this run.
+    if (!process.env.DEPLOY_AGENT_KEYS_FILE && !process.env.DEPLOY_AGENT_KEYS) {
+      process.env.DEPLOY_AGENT_KEYS_FILE = join(workDir, 'keys.json');
+      writeNewKeyRing(process.env.DEPLOY_AGENT_KEYS_FILE);
+      printLine(`Payload keys (this run only): ${process.env.DEPLOY_AGENT_KEYS_FILE}`);
+    }
 
     const port = await portOr(7233);
     const uiPort = await portOr(port + 1000);

@@ -1,8 +1,10 @@
 /** `deploy-agent dev`: a local Temporal dev server and a worker, for development, the demo and the end-to-end tests. */
+import { existsSync, mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { printLine } from '../client/output.js';
+import { type KeyRing, keyRingFromEnv, loadKeyRingFile, writeNewKeyRing } from '../keys/key-ring.js';
 import { allSearchAttributes } from '../workflows/messages.js';
 import { createWorker, policyFileFromEnv, reportsDirFromEnv } from '../worker/index.js';
 import { untilInterrupted } from '../worker/main.js';
@@ -28,6 +30,8 @@ export interface DevStackOptions {
   logLevel?: 'WARN' | 'ERROR';
   /** False: the server only, for tests that run (and kill) workers as processes of their own. */
   worker?: boolean;
+  /** The worker's payload keys; by default DEPLOY_AGENT_KEYS_FILE or DEPLOY_AGENT_KEYS. */
+  keyRing?: KeyRing;
 }
 
 export async function startDevStack(options: DevStackOptions): Promise<DevStack> {
@@ -53,6 +57,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
           namespace,
           reportsDir: options.reportsDir,
           policyFile: options.policyFile,
+          keyRing: options.keyRing ?? keyRingFromEnv(),
         });
   const running = worker?.run();
   return {
@@ -75,7 +80,9 @@ export async function devCommand(options: { port: string; uiPort: string; db?: s
       `Platform policy: ${policyFile} (insecure dev mode; add your services' ports, or set DEPLOY_AGENT_POLICY)`,
     );
   }
+  const keyRing = devKeyRing();
   const stack = await startDevStack({
+    keyRing,
     port: Number(options.port),
     uiPort: Number(options.uiPort),
     db: options.db,
@@ -88,4 +95,22 @@ export async function devCommand(options: { port: string; uiPort: string; db?: s
   await untilInterrupted();
   await stack.stop();
   return 0;
+}
+
+/**
+ * The keys configured (DEPLOY_AGENT_KEYS_FILE or DEPLOY_AGENT_KEYS), else the dev state directory's own key file,
+ * written once (owner-only) and kept: payloads already in the dev server's database stay readable across restarts.
+ * The CLI in another shell needs the same keys: the path is printed for it.
+ */
+function devKeyRing(): KeyRing {
+  if (process.env.DEPLOY_AGENT_KEYS_FILE || process.env.DEPLOY_AGENT_KEYS) return keyRingFromEnv();
+  const stateDir = resolve('.deploy-agent');
+  const file = resolve(stateDir, 'dev-keys.json');
+  if (!existsSync(file)) {
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    writeNewKeyRing(file);
+  }
+  process.env.DEPLOY_AGENT_KEYS_FILE = file;
+  printLine(`Payload keys: ${file} (owner-only; for the CLI: export DEPLOY_AGENT_KEYS_FILE=${file})`);
+  return loadKeyRingFile(file);
 }

@@ -9,8 +9,10 @@ import { fileURLToPath } from 'node:url';
 export const workflowsPath = fileURLToPath(new URL('../workflows/index.js', import.meta.url));
 export const workflowBundlePath = fileURLToPath(new URL('../workflow-bundle.js', import.meta.url));
 
-/** The compiled code the bundle is made of: the workflows and the domain model they import. */
-const BUNDLED_DIRS = ['../workflows/', '../domain/'].map((dir) => fileURLToPath(new URL(dir, import.meta.url)));
+/** The compiled code the bundle is made of: the workflows, the domain model they import and the payload converter. */
+const BUNDLED_DIRS = ['../workflows/', '../domain/', '../codec/'].map((dir) =>
+  fileURLToPath(new URL(dir, import.meta.url)),
+);
 
 /**
  * The prebuilt bundle, if there is one and no workflow or domain file was compiled after it (as when tsc ran alone,

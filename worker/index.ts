@@ -1,6 +1,8 @@
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDependencies } from '../activities/index.js';
+import { dataConverter } from '../codec/data-converter.js';
 import { TASK_QUEUE } from '../domain/deployment.js';
+import { type KeyRing, keyRingFromEnv } from '../keys/key-ring.js';
 import { prebuiltWorkflowBundle, workflowsPath } from './bundle.js';
 
 export { workflowsPath } from './bundle.js';
@@ -21,6 +23,8 @@ export interface WorkerSettings extends ActivityDependencies {
   taskQueue?: string;
   /** A workflow bundle of the caller's own (tests share one); by default the one `npm run build` wrote. */
   workflowBundle?: WorkerOptions['workflowBundle'];
+  /** The keys payloads are encrypted with; by default the ones DEPLOY_AGENT_KEYS_FILE or DEPLOY_AGENT_KEYS name. */
+  keyRing?: KeyRing;
 }
 
 export async function createWorker({
@@ -28,14 +32,18 @@ export async function createWorker({
   namespace,
   taskQueue,
   workflowBundle,
+  keyRing,
   ...dependencies
 }: WorkerSettings): Promise<Worker> {
+  // Every worker encrypts: without keys there is no worker (InvalidInput names the variables to set).
+  const converter = dataConverter(keyRing ?? keyRingFromEnv());
   const bundle = workflowBundle ?? (await prebuiltWorkflowBundle());
   return Worker.create({
     connection,
     namespace,
     taskQueue: taskQueue ?? TASK_QUEUE,
     ...WORKER_TUNING,
+    dataConverter: converter,
     ...(bundle ? { workflowBundle: bundle } : { workflowsPath }),
     activities: createActivities(dependencies),
   });

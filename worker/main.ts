@@ -9,6 +9,7 @@ import { NativeConnection, Runtime, TransportError } from '@temporalio/worker';
 import { connectionSettings } from '../client/settings.js';
 import { loadPolicyFile } from '../activities/policy.js';
 import { CliFailure, InvalidInput, messageOf, TemporalUnreachable } from '../domain/failures.js';
+import { keyRingFromEnv } from '../keys/key-ring.js';
 import { createWorker, policyFileFromEnv, reportsDirFromEnv } from './index.js';
 import { pinoLogger, serveMetrics } from './observability.js';
 
@@ -20,6 +21,8 @@ export async function runWorker(): Promise<number> {
     ? await serveMetrics(Number(metricsPort), process.env.DEPLOY_AGENT_METRICS_HOST)
     : undefined;
   try {
+    // Payloads are encrypted or there is no worker: without a key ring it refuses to start (exit 2).
+    const keyRing = keyRingFromEnv();
     // A worker without a valid policy would refuse every deployment: it refuses to start instead (exit 2).
     const policyFile = policyFileFromEnv();
     if (!policyFile) throw new InvalidInput('no platform policy: pass --policy FILE or set DEPLOY_AGENT_POLICY');
@@ -36,6 +39,7 @@ export async function runWorker(): Promise<number> {
         namespace,
         reportsDir: reportsDirFromEnv(),
         policyFile,
+        keyRing,
       });
       process.stdout.write(`worker polling ${address} namespace ${namespace}\n`);
       const running = worker.run();

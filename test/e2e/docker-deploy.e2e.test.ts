@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Docker from 'dockerode';
-import { Client, Connection } from '@temporalio/client';
+import { Connection } from '@temporalio/client';
+import { testClient } from '../support/temporal.js';
 import { simpleGit } from 'simple-git';
 import type { AuditRow } from '../../client/audit.js';
 import { parseDeploymentId, type DeploymentStatus } from '../../domain/deployment.js';
@@ -161,8 +162,8 @@ describe('deploys to Docker end to end', { timeout: 900_000 }, () => {
     const connection = await Connection.connect({ address: temporal.address });
     try {
       const { workflowId, runId } = parseDeploymentId(id);
-      await new Client({ connection }).workflow
-        .getHandle(workflowId, runId)
+      await testClient(connection)
+        .workflow.getHandle(workflowId, runId)
         .signal(voteSignal, { approver: 'alice', decision: 'approve', comment: 'by signal' });
     } finally {
       await connection.close();

@@ -20,7 +20,8 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { after, afterEach, before, describe, it } from 'node:test';
 import Docker from 'dockerode';
-import { Client, Connection } from '@temporalio/client';
+import { type Client, Connection } from '@temporalio/client';
+import { testClient } from '../support/temporal.js';
 import type proto from '@temporalio/proto';
 import { FINAL_STATES, lockId, parseDeploymentId, type DeploymentStatus } from '../../domain/deployment.js';
 import type { DevStack } from '../../stack/dev.js';
@@ -136,7 +137,7 @@ describe('the Docker engine stopped during a deploy', { timeout: 1_500_000 }, ()
     }));
     ({ temporal, env } = await startTestTemporal(workDir, policyFile));
     connection = await Connection.connect({ address: temporal.address });
-    client = new Client({ connection });
+    client = testClient(connection);
   });
 
   // A run that failed half-way must not leave the next one without an engine, or with its downloads held.

@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Docker from 'dockerode';
-import { Client, Connection } from '@temporalio/client';
+import { Connection } from '@temporalio/client';
+import { testClient } from '../support/temporal.js';
 import type { DevStack } from '../../stack/dev.js';
 import { buildServiceImage, startLocalDockerStack } from '../../stack/docker.js';
 import { freePort, sleep } from '../../stack/processes.js';
@@ -163,7 +164,7 @@ describe('a deploy whose image pull stalls past its budget', { timeout: 600_000 
     const [workflowId, runId] = [id.slice(0, id.lastIndexOf('.')), id.slice(id.lastIndexOf('.') + 1)];
     const connection = await Connection.connect({ address: temporal.address });
     try {
-      const handle = new Client({ connection }).workflow.getHandle(workflowId, runId);
+      const handle = testClient(connection).workflow.getHandle(workflowId, runId);
       await handle.terminate('test: an operator pulled the plug');
     } finally {
       await connection.close();

@@ -8,7 +8,8 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Client, Connection } from '@temporalio/client';
+import { type Client, Connection } from '@temporalio/client';
+import { testClient } from '../support/temporal.js';
 import Docker from 'dockerode';
 import type { DeploymentStatus } from '../../domain/deployment.js';
 import { buildServiceImage, startLocalDockerStack } from '../../stack/docker.js';
@@ -106,7 +107,7 @@ describe(
       specFile = files.specFile;
       stack = await startTestTemporal(workDir, files.policyFile);
       connection = await Connection.connect({ address: stack.temporal.address });
-      client = new Client({ connection, namespace: stack.temporal.namespace });
+      client = testClient(connection, stack.temporal.namespace);
     });
 
     after(async () => {

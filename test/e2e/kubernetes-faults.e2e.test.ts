@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
-import { Client, Connection } from '@temporalio/client';
+import { type Client, Connection } from '@temporalio/client';
+import { testClient } from '../support/temporal.js';
 import { parseDeploymentId, type DeploymentStatus } from '../../domain/deployment.js';
 import type { DevStack } from '../../stack/dev.js';
 import { buildServiceImage, startLocalDockerStack } from '../../stack/docker.js';
@@ -107,7 +108,7 @@ describe('deploys to Kubernetes through faults of its API server', { timeout: 1_
     });
     ({ temporal, env } = await startTestTemporal(workDir, policyFile));
     connection = await Connection.connect({ address: temporal.address });
-    client = new Client({ connection });
+    client = testClient(connection);
   });
 
   after(async () => {

@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import Docker from 'dockerode';
-import { Client, Connection } from '@temporalio/client';
+import { type Client, Connection } from '@temporalio/client';
+import { testClient } from '../support/temporal.js';
 import type proto from '@temporalio/proto';
 import { parseDeploymentId, type DeploymentStatus } from '../../domain/deployment.js';
 import type { DevStack } from '../../stack/dev.js';
@@ -98,7 +99,7 @@ describe('the worker SIGKILLed at every activity boundary', { timeout: 2_400_000
     }));
     ({ temporal, env } = await startTestTemporal(workDir, policyFile, { worker: false }));
     connection = await Connection.connect({ address: temporal.address });
-    client = new Client({ connection });
+    client = testClient(connection);
     startWorker();
   });
 

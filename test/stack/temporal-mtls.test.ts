@@ -14,7 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { Client, Connection } from '@temporalio/client';
+import { Connection } from '@temporalio/client';
+import { testClient } from '../support/temporal.js';
 import { connectionSettings } from '../../client/settings.js';
 import { TASK_QUEUE } from '../../domain/deployment.js';
 import { startDevStack, type DevStack } from '../../stack/dev.js';
@@ -202,7 +203,7 @@ client_key_path = "${front.clientKeyPath}"
       },
     });
     try {
-      const client = new Client({ connection, namespace: temporal.namespace });
+      const client = testClient(connection, temporal.namespace);
       const handle = await client.workflow.start('noSuchWorkflow', { taskQueue: TASK_QUEUE, workflowId: 'mtls-probe' });
       const identity = await until(
         async () => {

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { testKeysEnv } from './keys.js';
 
 const CLI = fileURLToPath(new URL('../../client/cli.js', import.meta.url));
 
@@ -46,7 +47,14 @@ function runProgram(
     const child = spawn(process.execPath, [program, ...args], {
       // A clean environment, as CI gives it: only what the test says, so nothing of the caller's leaks in.
       // A login cached on this machine must not stand in for the identity a test gives: its own config home.
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', XDG_CONFIG_HOME: emptyConfigHome(), ...env },
+      // The test process's payload keys, unless the test says otherwise (DEPLOY_AGENT_KEYS: '' for none).
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: process.env.HOME ?? '',
+        XDG_CONFIG_HOME: emptyConfigHome(),
+        ...testKeysEnv(),
+        ...env,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

@@ -30,11 +30,16 @@ import { buildServiceImage, type LocalDockerStack, startLocalDockerStack } from 
 import { type KubeControlPlane, startKubeControlPlane } from '../../stack/kube.js';
 import { freePort } from '../../stack/processes.js';
 import { statusQuery, voteSignal } from '../../workflows/messages.js';
+import { dataConverter } from '../../codec/data-converter.js';
+import { type KeyRing, loadKeyRingFile } from '../../keys/key-ring.js';
+import { plaintextOf, payloadsIn } from './history-payloads.js';
 import { deploymentIdIn, runCli } from './cli.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const HISTORIES = path.join(ROOT, 'test', 'fixtures', 'histories');
 const MANIFESTS = path.join(ROOT, 'test', 'fixtures', 'kubernetes');
+/** The recordings' payload keys, committed: they protect nothing but these fixtures, which the replay test opens. */
+const FIXTURE_KEYS_FILE = path.join(ROOT, 'test', 'fixtures', 'payload-keys.json');
 const TARGETS = ['docker', 'kubernetes'] as const;
 type TargetKind = (typeof TARGETS)[number];
 const VERSIONS = ['1.0.0', '1.1.0', '2.0.0'] as const;
@@ -65,6 +70,7 @@ class Recorder {
     private readonly label: string,
     /** Values that must never appear in a history, e.g. the cluster token and the fixtures' Secret values. */
     readonly secrets: string[],
+    private readonly keyRing: KeyRing,
   ) {}
 
   /** Starts a deploy or rollback with the CLI (without --wait) and returns its deployment id. */
@@ -112,7 +118,7 @@ class Recorder {
   async record(id: string, target: TargetKind, scenario: string): Promise<void> {
     const history = await this.handle(id).fetchHistory();
     const json = scrubMachine(JSON.parse(historyToJSON(history)));
-    const leaked = leaks(json, [...this.secrets, ...MACHINE]);
+    const leaked = await leaks(json, [...this.secrets, ...MACHINE], this.keyRing);
     if (leaked.length) throw new Error(`${id}: the history contains what it must not: ${leaked.join(', ')}`);
     const file = path.join(this.outDir, `${target}-${scenario}.${this.label}.json`);
     const text = await prettier.format(JSON.stringify(json), {
@@ -163,19 +169,10 @@ function scrubMachine(value: unknown): unknown {
   );
 }
 
-/** Which of the forbidden strings occur in the history, payloads decoded (they are base64 in its JSON form). */
-function leaks(json: unknown, forbidden: string[]): string[] {
+/** Which of the forbidden strings occur in the history, payloads opened (they are base64, and encrypted, in it). */
+async function leaks(json: unknown, forbidden: string[], keyRing: KeyRing): Promise<string[]> {
   const texts: string[] = [JSON.stringify(json)];
-  const walk = (value: unknown): void => {
-    if (Array.isArray(value)) value.forEach(walk);
-    else if (value !== null && typeof value === 'object') {
-      const record = value as Record<string, unknown>;
-      if (typeof record.data === 'string' && typeof record.metadata === 'object')
-        texts.push(Buffer.from(record.data, 'base64').toString('utf8'));
-      Object.values(record).forEach(walk);
-    }
-  };
-  walk(json);
+  for (const { payload } of payloadsIn(json)) texts.push(await plaintextOf(payload, keyRing));
   return forbidden.filter((f) => f && texts.some((t) => t.includes(f)));
 }
 
@@ -382,6 +379,8 @@ async function main(): Promise<void> {
     }
 
     log('starting the Temporal dev server and a worker');
+    // The worker, this process's client and every CLI run seal payloads with the fixtures' keys.
+    const keyRing = loadKeyRingFile(FIXTURE_KEYS_FILE);
     // The worker reads its policy at each admission: each target's scenarios write theirs before they start.
     const policyFile = path.join(workDir, 'policy.yaml');
     const useTarget = async (scenarios: TargetScenarios) => {
@@ -396,14 +395,24 @@ async function main(): Promise<void> {
       reportsDir: path.join(workDir, 'reports'),
       policyFile,
       logLevel: 'ERROR',
+      keyRing,
     });
     stops.push({ what: 'Temporal dev server and worker', stop: () => temporal.stop() });
     const connection = await Connection.connect({ address: temporal.address });
     stops.push({ what: 'Temporal connection', stop: () => connection.close() });
-    const client = new Client({ connection, namespace: temporal.namespace, identity: IDENTITY });
-    const env = { TEMPORAL_ADDRESS: temporal.address, TEMPORAL_UI_URL: temporal.uiUrl };
+    const client = new Client({
+      connection,
+      namespace: temporal.namespace,
+      identity: IDENTITY,
+      dataConverter: dataConverter(keyRing),
+    });
+    const env = {
+      TEMPORAL_ADDRESS: temporal.address,
+      TEMPORAL_UI_URL: temporal.uiUrl,
+      DEPLOY_AGENT_KEYS_FILE: FIXTURE_KEYS_FILE,
+    };
     const secrets = ['fixture-key', 'BEGIN CERTIFICATE', 'PRIVATE KEY', ...(plane ? [plane.token] : [])];
-    const recorder = new Recorder(client, env, outDir, label, secrets);
+    const recorder = new Recorder(client, env, outDir, label, secrets, keyRing);
 
     // Kubernetes first: the Docker scenarios end by stopping the engine (the registry both use stays up).
     if (plane) await useTarget(first);

@@ -116,7 +116,13 @@ export async function startTestTemporal(
     import('../../stack/dev.js'),
     import('../../stack/processes.js'),
   ]);
+  const [{ keyRingFromEnv }, { testKeysEnv }] = await Promise.all([
+    import('../../keys/key-ring.js'),
+    import('./keys.js'),
+  ]);
+  const keys = testKeysEnv();
   const temporal = await startDevStack({
+    keyRing: keyRingFromEnv(),
     port: await freePort(),
     uiPort: await freePort(),
     reportsDir: join(workDir, 'reports'),
@@ -125,6 +131,6 @@ export async function startTestTemporal(
   });
   return {
     temporal,
-    env: { TEMPORAL_ADDRESS: temporal.address, TEMPORAL_UI_URL: temporal.uiUrl, DEPLOY_AGENT_USER: 'ci-bot' },
+    env: { TEMPORAL_ADDRESS: temporal.address, TEMPORAL_UI_URL: temporal.uiUrl, DEPLOY_AGENT_USER: 'ci-bot', ...keys },
   };
 }

@@ -1,4 +1,5 @@
-import type { Connection } from '@temporalio/client';
+import { Client, type Connection } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
 import proto from '@temporalio/proto';
 import {
   bundleWorkflowCode,
@@ -10,6 +11,20 @@ import type { Activities } from '../../activities/index.js';
 import { WORKER_TUNING } from '../../worker/index.js';
 import { allSearchAttributes } from '../../workflows/messages.js';
 import { workflowsPath } from '../../worker/bundle.js';
+import { dataConverter, payloadConverterPath } from '../../codec/data-converter.js';
+import { keyRingFromEnv } from '../../keys/key-ring.js';
+import { testKeysEnv } from './keys.js';
+
+/** The product's data converter with the test process's key ring: what every test worker and client uses. */
+export function testDataConverter(): DataConverter {
+  testKeysEnv();
+  return dataConverter(keyRingFromEnv());
+}
+
+/** A client that reads (and writes) payloads as the product's do: encrypted with the test process's keys. */
+export function testClient(connection: Connection, namespace?: string): Client {
+  return new Client({ connection, namespace, dataConverter: testDataConverter() });
+}
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 
@@ -17,6 +32,7 @@ let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
   bundle ??= bundleWorkflowCode({
     workflowsPath,
+    payloadConverterPath,
     logger: { log() {}, info() {}, warn() {}, error() {}, debug() {}, trace() {} },
   });
   return bundle;
@@ -46,6 +62,7 @@ export async function runTestWorker<T>(options: TestWorkerOptions, work: () => P
   const { bundle, ...rest } = options;
   const worker = await Worker.create({
     ...WORKER_TUNING,
+    dataConverter: testDataConverter(),
     ...rest,
     workflowBundle: bundle ?? (await workflowBundle()),
   });

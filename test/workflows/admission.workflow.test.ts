@@ -23,7 +23,7 @@ import {
   stubVerifyCredentialStrictly,
   testToken,
 } from '../support/stub-activities.js';
-import { registerSearchAttributes, runTestWorker, workflowBundle } from '../support/temporal.js';
+import { registerSearchAttributes, runTestWorker, testDataConverter, workflowBundle } from '../support/temporal.js';
 
 let env: TestWorkflowEnvironment;
 let sequence = 0;
@@ -134,6 +134,7 @@ describe('admission and decisions (time-skipping server)', { timeout: 600_000 },
   before(async () => {
     env = await TestWorkflowEnvironment.createTimeSkipping({
       server: { executable: { type: 'existing-path', path: timeSkippingServerPath() } },
+      client: { dataConverter: testDataConverter() },
     });
     await registerSearchAttributes(env.connection);
     await workflowBundle();

@@ -29,7 +29,7 @@ import {
   testPolicy,
   untilCancelled,
 } from '../support/stub-activities.js';
-import { registerSearchAttributes, runTestWorker, workflowBundle } from '../support/temporal.js';
+import { registerSearchAttributes, runTestWorker, testDataConverter, workflowBundle } from '../support/temporal.js';
 
 let env: TestWorkflowEnvironment;
 let sequence = 0;
@@ -108,6 +108,7 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
   before(async () => {
     env = await TestWorkflowEnvironment.createTimeSkipping({
       server: { executable: { type: 'existing-path', path: timeSkippingServerPath() } },
+      client: { dataConverter: testDataConverter() },
     });
     await registerSearchAttributes(env.connection);
     await workflowBundle();
@@ -266,7 +267,11 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
     assert.equal(status.rollback?.attempts, 2);
     const history = await env.client.workflow.getHandle(lockOf(test)).fetchHistory();
     // Replayed under its own id: admission compares the workflow id with the lock of the request.
-    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, lockOf(test));
+    await Worker.runReplayHistory(
+      { workflowBundle: await workflowBundle(), dataConverter: testDataConverter() },
+      history,
+      lockOf(test),
+    );
     assert.deepEqual(
       status.rollback?.operatorDecisions.map((d) => d.operator),
       ['oncall (unverified, insecure dev mode)'],

@@ -25,7 +25,7 @@ import {
   stubVerifyCredentialStrictly,
   testToken,
 } from '../support/stub-activities.js';
-import { registerSearchAttributes, runTestWorker, workflowBundle } from '../support/temporal.js';
+import { registerSearchAttributes, runTestWorker, testDataConverter, workflowBundle } from '../support/temporal.js';
 
 let env: TestWorkflowEnvironment;
 let sequence = 0;
@@ -558,13 +558,18 @@ async function assertNoTaskFailed(handle: WorkflowHandle): Promise<void> {
     [],
     'no workflow task failed',
   );
-  await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, handle.workflowId);
+  await Worker.runReplayHistory(
+    { workflowBundle: await workflowBundle(), dataConverter: testDataConverter() },
+    history,
+    handle.workflowId,
+  );
 }
 
 describe('hostile messages (time-skipping server)', { timeout: 600_000 }, () => {
   before(async () => {
     env = await TestWorkflowEnvironment.createTimeSkipping({
       server: { executable: { type: 'existing-path', path: timeSkippingServerPath() } },
+      client: { dataConverter: testDataConverter() },
     });
     await registerSearchAttributes(env.connection);
     await workflowBundle();
@@ -682,12 +687,9 @@ describe('hostile messages (time-skipping server)', { timeout: 600_000 }, () => 
 
   it(
     'records a Signal vote whose payload is not JSON at all as refused, instead of failing workflow tasks',
-    {
-      timeout: 60_000,
-      todo:
-        'the SDK decodes a Signal before any handler of the project runs: a payload that is not valid JSON, sent ' +
-        'with the raw API, fails every workflow task of the deployment from then on',
-    },
+    // The SDK decodes a Signal before any handler runs: the tolerant payload converter (codec/payload-converter.ts)
+    // hands the handler a value it refuses, where the default converter's exception failed every workflow task.
+    { timeout: 60_000 },
     async () => {
       const test = setup('production');
       await withWorker(test.activities, async (taskQueue) => {
@@ -723,6 +725,13 @@ describe('hostile messages (time-skipping server)', { timeout: 600_000 }, () => 
             [],
             'no workflow task failed',
           );
+          const refused = (await handle.query(statusQuery)).approval?.refused ?? [];
+          assert.deepEqual(
+            refused.map((r) => r.via),
+            ['signal'],
+            'the undecodable Signal is recorded as a refused vote',
+          );
+          await assertNoTaskFailed(handle);
         } finally {
           // A deployment whose tasks fail would wait here for ever: this one ends with the test.
           await handle.terminate().catch(() => undefined);

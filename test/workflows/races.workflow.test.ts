@@ -18,6 +18,7 @@ import type { Credential } from '../../domain/identity.js';
 import type { DeployRequest } from '../../domain/requests.js';
 import { timeSkippingServerPath } from '../../stack/temporal.js';
 import { workflowsPath } from '../../worker/bundle.js';
+import { payloadConverterPath } from '../../codec/data-converter.js';
 import type { deployWorkflow } from '../../workflows/index.js';
 import {
   resolveCompensationUpdate,
@@ -27,7 +28,7 @@ import {
   voteUpdate,
 } from '../../workflows/messages.js';
 import { called, stubActivities, stubLoadPolicy, testPolicy } from '../support/stub-activities.js';
-import { registerSearchAttributes, runTestWorker, workflowBundle } from '../support/temporal.js';
+import { registerSearchAttributes, runTestWorker, testDataConverter, workflowBundle } from '../support/temporal.js';
 
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 
@@ -70,6 +71,7 @@ let lateBundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 function lateHandlersBundle(): Promise<WorkflowBundleWithSourceMap> {
   lateBundle ??= bundleWorkflowCode({
     workflowsPath,
+    payloadConverterPath,
     workflowInterceptorModules: [`data:text/javascript,${encodeURIComponent(LATE_HANDLERS)}`],
     logger: { log() {}, info() {}, warn() {}, error() {}, debug() {}, trace() {} },
   });
@@ -167,7 +169,11 @@ function admitted(handle: WorkflowHandle, updateId: string): Promise<true> {
 
 /** Replays a run's history under its own workflow id, which admission compares with the lock of the request. */
 async function replay(handle: WorkflowHandle, bundle: WorkflowBundleWithSourceMap): Promise<void> {
-  await Worker.runReplayHistory({ workflowBundle: bundle }, await handle.fetchHistory(), handle.workflowId);
+  await Worker.runReplayHistory(
+    { workflowBundle: bundle, dataConverter: testDataConverter() },
+    await handle.fetchHistory(),
+    handle.workflowId,
+  );
 }
 
 /** Like one entry of `Promise.allSettled`, handled at once so that an early rejection is never unhandled. */
@@ -193,6 +199,7 @@ describe('message races (time-skipping server)', { timeout: 600_000 }, () => {
   before(async () => {
     env = await TestWorkflowEnvironment.createTimeSkipping({
       server: { executable: { type: 'existing-path', path: timeSkippingServerPath() } },
+      client: { dataConverter: testDataConverter() },
     });
     await registerSearchAttributes(env.connection);
     await Promise.all([workflowBundle(), lateHandlersBundle()]);

@@ -4,6 +4,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseDuration } from '../domain/duration.js';
 import { CliFailure, EXIT, InvalidInput, messageOf } from '../domain/failures.js';
 import { auditCommand } from './audit.js';
+import type { CodecServerOptions } from './codec-server.js';
 import { closeConnections } from './connection.js';
 import { deployCommand } from './deploy.js';
 import { listCommand } from './list.js';
@@ -91,6 +92,17 @@ program
       return (await import('../worker/main.js')).runWorker();
     }),
   );
+
+program
+  .command('codec-server')
+  .description("decode payloads for the Temporal Web UI and CLI, for the policy's payloadReaders only")
+  .requiredOption('--port <port>', 'port to listen on')
+  .option('--host <address>', 'address to listen on', '127.0.0.1')
+  .option('--allow-origin <origin...>', "browser origins allowed to call it (the Temporal Web UI's)")
+  .option('--policy <file>', 'the platform policy (default: DEPLOY_AGENT_POLICY)')
+  .option('--tls-cert <file>', 'serve HTTPS with this certificate (the Web UI sends tokens only over https)')
+  .option('--tls-key <file>', 'the key of --tls-cert')
+  .action(run(async (options: CodecServerOptions) => (await import('./codec-server.js')).codecServerCommand(options)));
 
 program
   .command('validate')

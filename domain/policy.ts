@@ -124,6 +124,11 @@ export const platformPolicySchema = z
     sourceRoots: z.array(z.string().min(1)).default([]),
     /** Security rule files beyond the ones shipped, relative to the policy file; a rule id may appear only once. */
     securityRules: z.array(z.string().min(1)).default([]),
+    /**
+     * Who may read payloads through the codec server (Temporal Web UI, `temporal --codec-endpoint`): users and
+     * groups with a verified token. Empty means nobody: payloads stay ciphertext outside the workers and the CLI.
+     */
+    payloadReaders: principalsSchema.default([]),
     environments: z
       .record(nameSchema, environmentPolicySchema)
       .refine((envs) => Object.keys(envs).length > 0, { error: 'expected at least one environment' }),

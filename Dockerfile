@@ -14,5 +14,7 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/package.json ./
 
+# Needs DEPLOY_AGENT_POLICY and DEPLOY_AGENT_KEYS_FILE (the payload key file, mounted read-only) or DEPLOY_AGENT_KEYS:
+# without keys the worker refuses to start. The codec server runs from it too: node dist/client/cli.js codec-server.
 # The CLI runs in the same image: docker run <image> node dist/client/cli.js <verb> ...
 CMD ["node", "dist/worker/main.js"]

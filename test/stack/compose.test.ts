@@ -9,11 +9,15 @@ const COMPOSE_FILE = fileURLToPath(new URL('../../../temporal-docker-compose.yml
 
 describe('temporal-docker-compose.yml', () => {
   it('is a valid compose file (docker-compose config)', async () => {
-    const { stdout } = await promisify(execFile)('docker-compose', ['-f', COMPOSE_FILE, 'config'], { timeout: 60_000 });
+    const { stdout } = await promisify(execFile)('docker-compose', ['-f', COMPOSE_FILE, 'config'], {
+      timeout: 60_000,
+      env: { ...process.env, DEPLOY_AGENT_KEYS_FILE: '/srv/deploy-agent/keys.json' },
+    });
     const config = parse(stdout) as {
       services: Record<string, { environment?: Record<string, string>; volumes?: unknown[] }>;
     };
     assert.deepEqual(Object.keys(config.services).sort(), [
+      'deploy-agent-codec',
       'deploy-agent-worker',
       'postgresql',
       'search-attributes',
@@ -28,5 +32,11 @@ describe('temporal-docker-compose.yml', () => {
       JSON.stringify(worker?.volumes ?? []).includes('/etc/deploy-agent/policy.yaml'),
       JSON.stringify(worker?.volumes),
     );
+    // Nor without its payload keys: mounted read-only, named by DEPLOY_AGENT_KEYS_FILE.
+    for (const name of ['deploy-agent-worker', 'deploy-agent-codec']) {
+      const service = config.services[name];
+      assert.equal(service?.environment?.DEPLOY_AGENT_KEYS_FILE, '/etc/deploy-agent/keys.json', name);
+      assert.ok(JSON.stringify(service?.volumes ?? []).includes('/etc/deploy-agent/keys.json'), name);
+    }
   });
 });

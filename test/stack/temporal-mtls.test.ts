@@ -23,6 +23,7 @@ import { createCertificateAuthority, startMtlsFront, type MtlsFront } from '../.
 import { devPolicy, writePolicy } from '../../stack/policy.js';
 import { freePort, sleep } from '../../stack/processes.js';
 import { runCli } from '../support/cli.js';
+import { testKeysEnv } from '../support/keys.js';
 
 const WORKER = fileURLToPath(new URL('../../worker/main.js', import.meta.url));
 const UNREACHABLE = 4;
@@ -179,6 +180,7 @@ client_key_path = "${front.clientKeyPath}"
     worker = spawn(process.execPath, [WORKER], {
       env: {
         PATH: process.env.PATH ?? '',
+        ...testKeysEnv(),
         ...mtls,
         DEPLOY_AGENT_REPORTS_DIR: join(workDir, 'reports'),
         DEPLOY_AGENT_POLICY: policyFile,

@@ -54,6 +54,17 @@ export const kubernetesEnvironmentSchema = z.strictObject({
    * owns (like `helm install --take-ownership`); off, such an object stops the release before anything changes.
    */
   adoptExisting: z.boolean().default(false),
+  /**
+   * Kinds a restore may write besides the default workload and configuration kinds, as `Kind` (core group) or
+   * `Kind.group` (`Role.rbac.authorization.k8s.io`); a revision holding any other kind is refused.
+   */
+  restorableKinds: z
+    .array(
+      z
+        .string()
+        .regex(/^[A-Z][A-Za-z0-9]*(\.[a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$/, { error: 'expected Kind or Kind.group' }),
+    )
+    .default([]),
   /** A kubeconfig whose user runs a program (exec, auth-provider) is refused unless allowed here. */
   allowExecCredentials: z.boolean().default(false),
 });

@@ -1,5 +1,16 @@
 import { z } from 'zod';
 
+/**
+ * The proof a stored rollback point (a Kubernetes revision Secret) is the one that was taken: its name, the id of the
+ * worker's key that signed it and the HMAC. Recorded in the history, so restore refuses a revision changed since.
+ */
+export const revisionIntegritySchema = z.object({
+  revision: z.string(),
+  keyId: z.string(),
+  hmac: z.string(),
+});
+export type RevisionIntegrity = z.infer<typeof revisionIntegritySchema>;
+
 /** What runs in an environment: enough to recognise it again, and nothing secret. */
 export const releaseStateSchema = z.object({
   /** False when the service has never been deployed there: restoring means removing it. */
@@ -12,6 +23,8 @@ export const releaseStateSchema = z.object({
   /** sha256 of the managed configuration, so a check compares configuration without carrying its values. */
   configHash: z.string().optional(),
   running: z.boolean().default(false),
+  /** Set by targets that sign their rollback points: what restore checks the stored revision against. */
+  integrity: revisionIntegritySchema.optional(),
 });
 export type ReleaseState = z.infer<typeof releaseStateSchema>;
 

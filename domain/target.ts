@@ -30,6 +30,10 @@ export interface KubernetesTarget {
   context?: string;
   /** Whether the kubeconfig's user may run a credential program (exec, auth-provider). */
   allowExecCredentials?: boolean;
+  /** Whether apply may take over objects no release of this service and environment owns. */
+  adoptExisting?: boolean;
+  /** Kinds restore may write besides the default ones (`Kind` or `Kind.group`). */
+  restorableKinds?: string[];
   namespace: string;
   manifestsDir: string;
   imageRepository: string;

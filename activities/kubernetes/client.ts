@@ -195,7 +195,7 @@ export function connect(target: KubernetesTarget): Cluster {
   };
 
   const resource = async (apiVersion: string, kind: string): Promise<ApiResource | undefined> => {
-    const base = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+    const base = apiBase(apiVersion);
     let listed = discovery.get(base);
     if (!listed) {
       listed = request<{ resources?: ApiResource[] }>('GET', base).then(
@@ -213,8 +213,12 @@ export function connect(target: KubernetesTarget): Cluster {
   return { server, request, resource };
 }
 
-export const apiBase = (apiVersion: string): string =>
-  apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+/** `/apis/<group>/<version>` or `/api/<version>`, each part one encoded path segment. */
+export function apiBase(apiVersion: string): string {
+  const slash = apiVersion.indexOf('/');
+  if (slash === -1) return `/api/${encodeURIComponent(apiVersion)}`;
+  return `/apis/${encodeURIComponent(apiVersion.slice(0, slash))}/${encodeURIComponent(apiVersion.slice(slash + 1))}`;
+}
 
 /** The collection path of a kind in a namespace (or cluster-wide); undefined when the kind is not served. */
 export async function collectionPath(
@@ -226,8 +230,8 @@ export async function collectionPath(
   const found = await cluster.resource(apiVersion, kind);
   if (!found) return undefined;
   return found.namespaced
-    ? `${apiBase(apiVersion)}/namespaces/${namespace}/${found.name}`
-    : `${apiBase(apiVersion)}/${found.name}`;
+    ? `${apiBase(apiVersion)}/namespaces/${encodeURIComponent(namespace)}/${encodeURIComponent(found.name)}`
+    : `${apiBase(apiVersion)}/${encodeURIComponent(found.name)}`;
 }
 
 // Timeouts, conflicts and throttling (API Priority and Fairness) say "not now", not "never": worth a retry.
@@ -276,7 +280,7 @@ export async function serverSideApply(
     throw fail('invalid', `${object.kind} is cluster-scoped; a release holds namespaced objects only`);
   const namespace = object.metadata.namespace ?? '';
   const collection = await collectionPath(cluster, object.apiVersion, object.kind, namespace);
-  return cluster.request<KubeObject>('PATCH', `${collection}/${object.metadata.name}`, {
+  return cluster.request<KubeObject>('PATCH', `${collection}/${encodeURIComponent(object.metadata.name)}`, {
     body: object,
     contentType: 'application/apply-patch+yaml',
     query: {
@@ -295,7 +299,9 @@ export async function deleteObject(
   const collection = await collectionPath(cluster, ref.apiVersion, ref.kind, ref.namespace);
   if (!collection) return false;
   try {
-    await cluster.request('DELETE', `${collection}/${ref.name}`, { body: { propagationPolicy: 'Background' } });
+    await cluster.request('DELETE', `${collection}/${encodeURIComponent(ref.name)}`, {
+      body: { propagationPolicy: 'Background' },
+    });
     return true;
   } catch (error) {
     if (isNotFound(error)) return false;

@@ -13,7 +13,7 @@ interface Lease extends KubeObject {
 export const leaseName = (target: KubernetesTarget): string => `deploy-agent.${target.service}.${target.environment}`;
 
 export function kubernetesFence(cluster: Cluster, target: KubernetesTarget, token: FenceToken): Fence {
-  const collection = `/apis/coordination.k8s.io/v1/namespaces/${target.namespace}/leases`;
+  const collection = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(target.namespace)}/leases`;
   const name = leaseName(target);
   // The Lease as last read: an update carries its resourceVersion.
   let lease: Lease | undefined;
@@ -22,7 +22,7 @@ export function kubernetesFence(cluster: Cluster, target: KubernetesTarget, toke
       where: `${target.service} in ${target.environment} (namespace ${target.namespace})`,
       async read() {
         try {
-          lease = await cluster.request<Lease>('GET', `${collection}/${name}`);
+          lease = await cluster.request<Lease>('GET', `${collection}/${encodeURIComponent(name)}`);
         } catch (error) {
           if (!isNotFound(error)) throw error;
           lease = undefined;
@@ -33,7 +33,8 @@ export function kubernetesFence(cluster: Cluster, target: KubernetesTarget, toke
         const now = new Date().toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
         const spec = { holderIdentity, acquireTime: now, renewTime: now };
         try {
-          if (lease) await cluster.request('PUT', `${collection}/${name}`, { body: { ...lease, spec } });
+          if (lease)
+            await cluster.request('PUT', `${collection}/${encodeURIComponent(name)}`, { body: { ...lease, spec } });
           else
             await cluster.request('POST', collection, {
               body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name }, spec },

@@ -9,6 +9,7 @@ import type { KubernetesTarget } from '../../domain/kubernetes.js';
 import type { PinnedImage } from '../../domain/release.js';
 import { fail } from '../../domain/failures.js';
 import type { KubeObject } from './client.js';
+import { checkObjectNames } from './names.js';
 
 export const LABEL = {
   managedBy: 'app.kubernetes.io/managed-by',
@@ -108,6 +109,7 @@ function checked(value: unknown, where: string, namespace: string): KubeObject {
     throw fail('invalid', `${where}: expected a Kubernetes object with apiVersion and kind`);
   if (!isRecord(metadata) || typeof metadata.name !== 'string' || !metadata.name)
     throw fail('invalid', `${where}: ${value.kind} has no metadata.name`);
+  checkObjectNames(where, value.kind, metadata);
   if (CLUSTER_SCOPED.has(value.kind))
     throw fail(
       'invalid',

@@ -20,6 +20,8 @@ import {
   type ObjectRef,
 } from './manifests.js';
 import { workloadStatus } from './workloads.js';
+import { segment } from './names.js';
+import { OWNERSHIP } from './ownership.js';
 
 /** Kinds searched for objects carrying the release's labels, besides those in its manifests and revisions. */
 const LABELLED_KINDS: [string, string][] = [
@@ -55,7 +57,12 @@ const SERVER_METADATA = [
   'finalizers',
   'generateName',
 ];
-const SERVER_ANNOTATIONS = ['deployment.kubernetes.io/revision', 'kubectl.kubernetes.io/last-applied-configuration'];
+// The UID recorded on an object when it was applied (ownership.ts) names that incarnation of it, not its configuration.
+const SERVER_ANNOTATIONS = [
+  'deployment.kubernetes.io/revision',
+  'kubectl.kubernetes.io/last-applied-configuration',
+  OWNERSHIP.uid,
+];
 /** Allocated rather than configured: a recreated object gets new values and that is no difference. */
 const ALLOCATED: Record<string, string[][]> = {
   Service: [
@@ -146,7 +153,7 @@ export async function readObject(cluster: Cluster, ref: ObjectRef): Promise<Kube
   const collection = await collectionPath(cluster, ref.apiVersion, ref.kind, ref.namespace);
   if (!collection) return undefined;
   try {
-    return await cluster.request<KubeObject>('GET', `${collection}/${ref.name}`);
+    return await cluster.request<KubeObject>('GET', `${collection}/${segment(ref.name)}`);
   } catch (error) {
     if (isNotFound(error)) return undefined;
     throw error;

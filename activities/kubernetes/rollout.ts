@@ -44,7 +44,7 @@ async function unreadyPods(cluster: Cluster, workload: KubeObject): Promise<stri
     .join(',');
   const pods = await cluster.request<{ items?: KubeObject[] }>(
     'GET',
-    `/api/v1/namespaces/${workload.metadata.namespace}/pods`,
+    `/api/v1/namespaces/${encodeURIComponent(workload.metadata.namespace ?? '')}/pods`,
     {
       query: { labelSelector },
     },

@@ -7,7 +7,9 @@ import type { KubernetesTarget } from '../../domain/kubernetes.js';
 import type { PinnedImage } from '../../domain/release.js';
 import type { EnvironmentReport } from '../../domain/target.js';
 import { connect, explain, isNotFound, isRefusal, serverSideApply, type Cluster, type KubeObject } from './client.js';
-import { WORKLOAD_KINDS, describe, foreignOwner, loadManifests, prepare, refOf } from './manifests.js';
+import { WORKLOAD_KINDS, describe, loadManifests, prepare, refOf } from './manifests.js';
+import { adoptionProblem } from './ownership.js';
+import { entryProblem } from './restorable.js';
 import { describeRelease, liveRelease } from './objects.js';
 import { quotaProblems, releaseAmounts } from './quota.js';
 import { workloadStatus } from './workloads.js';
@@ -26,10 +28,10 @@ async function list(cluster: Cluster, path: string, labelSelector?: string): Pro
 }
 
 async function dependencyProblem(cluster: Cluster, namespace: string, dependency: string): Promise<string | undefined> {
-  const apps = `/apis/apps/v1/namespaces/${namespace}`;
+  const apps = `/apis/apps/v1/namespaces/${encodeURIComponent(namespace)}`;
   let workloads: KubeObject[] = [];
   try {
-    const named = await cluster.request<KubeObject>('GET', `${apps}/deployments/${dependency}`);
+    const named = await cluster.request<KubeObject>('GET', `${apps}/deployments/${encodeURIComponent(dependency)}`);
     workloads = [{ ...named, apiVersion: 'apps/v1', kind: 'Deployment' }];
   } catch (error) {
     if (!isNotFound(error)) throw error;
@@ -69,7 +71,7 @@ export async function inspectKubernetesEnvironment(
   }
   const description = `Kubernetes ${serverVersion} at ${cluster.server}, namespace ${target.namespace}`;
   try {
-    await cluster.request('GET', `/api/v1/namespaces/${target.namespace}`);
+    await cluster.request('GET', `/api/v1/namespaces/${encodeURIComponent(target.namespace)}`);
   } catch (error) {
     if (!isNotFound(error)) throw error;
     problems.push(`Namespace/${target.namespace} does not exist`);
@@ -77,10 +79,15 @@ export async function inspectKubernetesEnvironment(
   }
   const live = await liveRelease(cluster, target, manifests.map(refOf));
   for (const object of live.raw) {
-    const owner = foreignOwner(target, object);
-    if (owner) problems.push(`${owner}: a release never applies over another's objects`);
+    const problem = adoptionProblem(target, object);
+    if (problem) problems.push(problem);
   }
-  const namespaced = `/api/v1/namespaces/${target.namespace}`;
+  // A release restore could not bring back is refused before it is deployed, not when it has to be rolled back.
+  for (const object of manifests) {
+    const problem = entryProblem(target, { ...refOf(object), object });
+    if (problem) problems.push(problem);
+  }
+  const namespaced = `/api/v1/namespaces/${encodeURIComponent(target.namespace)}`;
   const limitRanges = (await list(cluster, `${namespaced}/limitranges`)).map((o) => ({
     ...o,
     apiVersion: 'v1',

@@ -16,6 +16,7 @@ import { startKubeControlPlane, workerKubeconfig } from '../../stack/kube.js';
 import { freePort } from '../../stack/processes.js';
 import { runCli } from '../support/cli.js';
 import { startTestTemporal, testPolicy, writeTestFiles } from '../support/spec-fixtures.js';
+import { testKeysEnv } from '../support/keys.js';
 
 const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/kubernetes/', import.meta.url));
 const NAMESPACE = 'shop';
@@ -74,6 +75,8 @@ healthCheck:
       ?.image;
 
   before(async () => {
+    // The in-process worker signs and verifies revisions with the test process's key ring.
+    testKeysEnv();
     workDir = await mkdtemp(join(tmpdir(), 'deploy-kube-e2e-'));
     docker = await startLocalDockerStack(join(workDir, 'docker'));
     for (const version of ['1.0.0', '1.1.0', '2.0.0'])

@@ -21,6 +21,7 @@ import { startKubeControlPlane, workerKubeconfig } from '../../stack/kube.js';
 import { sleep } from '../../stack/processes.js';
 import { runCli, type CliResult } from '../support/cli.js';
 import { startTestTemporal, testPolicy, writeTestFiles } from '../support/spec-fixtures.js';
+import { testKeysEnv } from '../support/keys.js';
 import { startThrottlingProxy, type ThrottlingProxy } from '../support/throttling-proxy.js';
 
 const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/kubernetes/', import.meta.url));
@@ -75,6 +76,8 @@ describe('deploys to Kubernetes through faults of its API server', { timeout: 1_
   };
 
   before(async () => {
+    // The in-process worker signs and verifies revisions with the test process's key ring.
+    testKeysEnv();
     workDir = await mkdtemp(join(tmpdir(), 'deploy-kube-faults-'));
     docker = await startLocalDockerStack(join(workDir, 'docker'));
     for (const version of ['1.0.0', '1.1.0']) {

@@ -42,6 +42,9 @@ import {
   type WorkerKubeconfig,
 } from '../../stack/kube.js';
 import { freePort } from '../../stack/processes.js';
+import { signRevision } from '../../activities/kubernetes/revision-integrity.js';
+import { keyRingFromEnv } from '../../keys/key-ring.js';
+import { testKeysEnv } from '../support/keys.js';
 
 const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/kubernetes/', import.meta.url));
 const NAMESPACE = 'shop';
@@ -92,6 +95,7 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
 
   before(
     async () => {
+      testKeysEnv();
       workDir = await mkdtemp(path.join(os.tmpdir(), 'kubernetes-target-'));
       const started = Date.now();
       plane = await startKubeControlPlane(workDir, { nodes: 2 });
@@ -493,6 +497,8 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
       entries,
     });
     const handle = `deploy-agent.web-shop.production.v${revision}`;
+    // Signed as the worker signs revisions: this revision's point is its content, stored before.
+    const signed = signRevision(keyRingFromEnv(), { namespace, name: handle, content: json });
     await core.createNamespacedSecret({
       namespace,
       body: {
@@ -506,6 +512,8 @@ void describe('Kubernetes target activities', { timeout: 420_000 }, () => {
           annotations: {
             'deploy-agent.dev/taken-by': takenBy,
             'deploy-agent.dev/content-sha256': sha256(json),
+            'deploy-agent.dev/hmac-sha256': signed.hmac,
+            'deploy-agent.dev/key-id': signed.keyId,
           },
         },
         type: 'deploy-agent.dev/release-snapshot',

@@ -12,15 +12,19 @@ import { kubernetesFence } from './fence.js';
 import { byApplyOrder, describe, foreignOwner, idOf, loadManifests, prepare, refOf } from './manifests.js';
 import { describeRelease, labelledObjects, liveRelease, readObject } from './objects.js';
 import { autoscaledTargets, configurationOf, handOverReplicas } from './autoscaling.js';
+import { requireApprovedManifests } from './content.js';
 
 export async function applyRelease({
   target,
   deploymentId,
   version,
   image,
+  contentHash,
 }: ApplyRequest & { target: KubernetesTarget }): Promise<ReleaseState> {
   const cluster = connect(target);
   const manifests = await loadManifests(target);
+  // Read once: what is checked against the approved content is exactly what gets applied.
+  if (contentHash) requireApprovedManifests(target, manifests, image, contentHash);
   const { objects, imageUses } = prepare(target, manifests, image, { deploymentId, version });
   if (imageUses === 0)
     throw fail('invalid', `no container of the release uses the image repository ${target.imageRepository}`);

@@ -1,6 +1,6 @@
 import { allHandlersFinished, CancellationScope, condition, patched } from '@temporalio/workflow';
 import type { DeploymentState, DeploymentStatus } from '../domain/deployment.js';
-import { stateForFailure } from '../domain/failures.js';
+import { isFailureOf, stateForFailure } from '../domain/failures.js';
 import type { DeployRequest, LegacyDeployRequest } from '../domain/requests.js';
 import { type Budgets, DEFAULT_BUDGETS } from '../domain/spec.js';
 import { targetOf } from '../domain/target.js';
@@ -90,7 +90,11 @@ export async function deployWorkflow(input: DeployRequest | LegacyDeployRequest)
       await pruneHistory(destination).catch((error: unknown) => {
         runbook.status.errors.push(`prune history: ${describeError(error)}`);
       });
-    } else state = await compensation.restore(rollbackPoint, `deploy failed: ${describeError(failure)}`, false);
+    } else {
+      const restored = await compensation.restore(rollbackPoint, `deploy failed: ${describeError(failure)}`, false);
+      // Apply refused content nobody approved before changing anything; the restore proved the target as it was.
+      state = restored === 'rolled-back' && isFailureOf(failure, 'contentChanged') ? 'invalid' : restored;
+    }
   } catch (error) {
     state = stateForFailure(error);
   }

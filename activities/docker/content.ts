@@ -126,7 +126,7 @@ export function requireApprovedSettings(target: DockerTarget, image: PinnedImage
   const now = dockerContentHash(target, image);
   if (now !== approved)
     throw fail(
-      'invalid',
+      'contentChanged',
       `the container settings changed after validation and approval (content ${now}, approved ${approved}); ` +
         'nothing was changed: deploy again to validate and approve the new content',
     );

@@ -29,7 +29,7 @@ export function requireApprovedManifests(
   const now = manifestContentHash(target, manifests, image);
   if (now !== approved)
     throw fail(
-      'invalid',
+      'contentChanged',
       `the release manifests in ${target.manifestsDir} changed after validation and approval (content ${now}, ` +
         `approved ${approved}); nothing was applied: deploy again to validate and approve the new content`,
     );

@@ -35,6 +35,22 @@ export function requireApprovedManifests(
     );
 }
 
+/**
+ * An object without our own bookkeeping (which deployment applied it, which version): the plan is computed without
+ * the stamp of the deployment, so only the release's own fields are compared.
+ */
+function withoutBookkeeping(object: Record<string, unknown>): Record<string, unknown> {
+  const copy = structuredClone(object);
+  const metadata = (copy.metadata ?? {}) as Record<string, unknown>;
+  for (const key of ['labels', 'annotations']) {
+    const map = metadata[key] as Record<string, unknown> | undefined;
+    if (!map) continue;
+    for (const name of Object.keys(map)) if (BOOKKEEPING.test(`metadata.${key}.${name}`)) delete map[name];
+    if (Object.keys(map).length === 0) delete metadata[key];
+  }
+  return copy;
+}
+
 /** The release's content hash and what it changes against the live objects (server-side dry runs, nothing stored). */
 export async function kubernetesPlan(target: KubernetesTarget, image: PinnedImage): Promise<ReleasePlan> {
   const cluster = connect(target);
@@ -65,8 +81,11 @@ export async function kubernetesPlan(target: KubernetesTarget, image: PinnedImag
     );
     // Key names of a Secret can say more than they should; its changes are reported by top-level field only.
     const depth = object.kind === 'Secret' ? MAX_DIFF_DEPTH - 1 : 0;
-    const fields = differingPaths(configurationOf(before, autoscaled), after, '', depth).filter(
-      (f) => !BOOKKEEPING.test(f),
+    const fields = differingPaths(
+      withoutBookkeeping(configurationOf(before, autoscaled)),
+      withoutBookkeeping(after),
+      '',
+      depth,
     );
     if (fields.length) diff.changed.push({ object: objectName(refOf(object)), fields });
     else diff.unchanged++;

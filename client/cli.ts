@@ -13,7 +13,7 @@ import { resolveCommand } from './resolve.js';
 import { rollbackCommand } from './rollback.js';
 import { statusCommand } from './status.js';
 import { validateCommand } from './validate.js';
-import { voteCommand } from './vote.js';
+import { voteCommand, type VoteOptions } from './vote.js';
 
 const program = new Command('deploy-agent')
   .description('Deploys and rollbacks as durable Temporal workflows')
@@ -128,7 +128,8 @@ for (const decision of ['approve', 'reject'] as const)
     .command(`${decision} <deployment-id>`)
     .description(`${decision} a deployment waiting at its approval gate`)
     .option('--comment <text>', 'recorded with the vote')
-    .action(run((id: string, options: { comment?: string }) => voteCommand(id, decision, options.comment)));
+    .option('--content-hash <sha256>', 'the content hash of the plan reviewed (default: the plan shown before voting)')
+    .action(run((id: string, options: VoteOptions) => voteCommand(id, decision, options)));
 
 program
   .command('rollback')

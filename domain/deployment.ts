@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { auditEventSchema } from './audit.js';
 import { InvalidInput } from './failures.js';
 import { credentialSchema } from './identity.js';
+import { contentHashSchema, releasePlanSchema } from './plan.js';
 import {
   changeSetSchema,
   consistencyReportSchema,
@@ -47,6 +48,11 @@ export const voteRequestSchema = z.strictObject({
   decision: decisionSchema,
   comment: z.string().max(2000).optional(),
   credential: credentialSchema,
+  /**
+   * The content hash of the plan the voter saw (`plan.contentHash` of the status): an approval covers that content
+   * only. Votes recorded before approvals were bound to content carry none.
+   */
+  contentHash: contentHashSchema.optional(),
 });
 export type VoteRequest = z.infer<typeof voteRequestSchema>;
 
@@ -128,6 +134,8 @@ export const deploymentStatusSchema = z.object({
   changes: changeSetSchema.optional(),
   /** What the release changed on the target, object by object (names and field paths, never values). */
   objectChanges: releaseDiffSchema.optional(),
+  /** What the release will change, computed at validation: what approvers vote on and apply is held to. */
+  plan: releasePlanSchema.optional(),
   rollback: rollbackReportSchema.optional(),
   errors: z.array(z.string()),
   reportPath: z.string().optional(),

@@ -60,6 +60,13 @@ export const failureKinds = {
     state: 'failed',
     meaning: 'a later attempt or a restore took the target over; this attempt stopped without changing it',
   },
+  contentChanged: {
+    type: 'ContentChanged',
+    retryable: false,
+    // Raised by apply before it changes anything: the deployment ends invalid once the rollback point is proven intact.
+    state: 'invalid',
+    meaning: 'the release’s content changed after it was validated and approved; none of it was applied',
+  },
   rejected: {
     type: 'Rejected',
     retryable: false,

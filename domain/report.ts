@@ -1,5 +1,6 @@
 import type { DeploymentStatus, PhaseRecord } from './deployment.js';
 import { formatDuration } from './duration.js';
+import { planLines } from './plan.js';
 
 function elapsedMs(phase: PhaseRecord): number | undefined {
   return phase.endedAt ? Date.parse(phase.endedAt) - Date.parse(phase.startedAt) : undefined;
@@ -41,6 +42,7 @@ export function renderReport(status: DeploymentStatus): string {
     lines.push('', '## Validation');
     for (const c of status.checks) lines.push(`- [${c.passed ? 'x' : ' '}] ${c.check}: ${c.detail}`);
   }
+  if (status.plan) lines.push('', '## Plan (validated content)', ...planLines(status.plan));
   if (status.approval) {
     const a = status.approval;
     lines.push('', `## Approval (${a.required} required${a.deadline ? `, deadline ${a.deadline}` : ''})`);

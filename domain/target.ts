@@ -2,7 +2,7 @@
  * What a target driver is asked and what it answers: the request and response types of every target operation.
  * A `Target` says where one service in one environment lives; the driver for its kind does the work.
  */
-import type { ServiceEnvironment } from './spec.js';
+import type { ContainerSpec, ServiceEnvironment } from './spec.js';
 import { fail } from './failures.js';
 import type { PinnedImage, ReleaseState } from './release.js';
 
@@ -18,6 +18,8 @@ export interface DockerTarget {
   hostPort: number;
   containerPort: number;
   env: Record<string, string>;
+  /** The spec's runtime settings of the container (secrets by reference name; absent in runs from before them). */
+  container?: Omit<ContainerSpec, 'port' | 'env'>;
   historyLimit: number;
 }
 
@@ -65,9 +67,15 @@ export function targetOf({ service, environment, spec, settings }: ServiceEnviro
       hostPort,
       containerPort: spec.container.port,
       env: { ...spec.container.env, ...settings.docker.env },
+      container: runtimeOf(spec.container),
     };
   // Admission refuses this first; kept so that no other path reaches a target the policy does not describe.
   throw fail('invalid', `the platform policy gives ${service} no ${spec.target} target in ${environment}`);
+}
+
+function runtimeOf(container: ContainerSpec): Omit<ContainerSpec, 'port' | 'env'> {
+  const { secrets, resources, user, privileged, capabilities, hostNetwork, hostPid, mounts } = container;
+  return { secrets, resources, user, privileged, capabilities, hostNetwork, hostPid, mounts };
 }
 
 /** What validation learns from a target: what it is, what runs there now, and what stands in the way. */
@@ -83,6 +91,8 @@ export interface ApplyRequest {
   deploymentId: string;
   version: string;
   image: PinnedImage;
+  /** The content validation computed (and approvers voted on): apply refuses to put anything else live. */
+  contentHash?: string;
 }
 
 export interface RestoreRequest {

@@ -26,7 +26,7 @@ import { printLine } from '../client/output.js';
 import { workflowLink } from '../client/settings.js';
 import { loadSpecFile } from '../client/spec-file.js';
 import { fetchStatus } from '../client/status.js';
-import { castVote } from '../client/vote.js';
+import { castVote, contentToApprove } from '../client/vote.js';
 import { voteSignal } from '../workflows/messages.js';
 import { startDevStack } from './dev.js';
 import { writePolicy } from './policy.js';
@@ -229,6 +229,7 @@ export async function demoCommand(options: { exit?: boolean; target?: string }):
         decision: 'approve',
         comment: `demo approval of ${release.version}`,
         credential: { kind: 'oidc', token },
+        contentHash: await contentToApprove(handle),
       });
       const approvals = record.votes.filter((v) => v.decision === 'approve').length;
       printLine(`  ${approver}, signed in with a password: counted (${approvals} of ${record.required} approvals)`);
@@ -277,7 +278,11 @@ async function showRefusedVotes(handle: WorkflowHandle, issuer: string): Promise
 /** The worker's reason for refusing a vote. */
 async function refusalOf(handle: WorkflowHandle, credential: Credential, what: string): Promise<string> {
   try {
-    await castVote(handle, { decision: 'approve', credential });
+    await castVote(handle, {
+      decision: 'approve',
+      credential,
+      contentHash: (await fetchStatus(handle)).plan?.contentHash,
+    });
   } catch (error) {
     if (!(error instanceof InvalidInput)) throw error;
     // The CLI's prefix and the workflow's own: the reason is what follows them.

@@ -32,6 +32,8 @@ export class ApprovalGate {
   private open = false;
   private readonly deadlineMs: number;
   private readonly usedTokenIds: string[] = [];
+  /** The content validation computed: an approval counts only when it names it. Unset in runs from before. */
+  private contentHash?: string;
   /** Votes whose token is being verified: the gate decides only once they are counted or refused. */
   private verifying = 0;
   readonly record: ApprovalRecord;
@@ -52,7 +54,7 @@ export class ApprovalGate {
     setHandler(
       voteUpdate,
       async (vote) => {
-        const { decision, comment, credential } = voteRequestSchema.parse(vote);
+        const { decision, comment, credential, contentHash } = voteRequestSchema.parse(vote);
         let voter: Identity;
         this.verifying += 1;
         try {
@@ -63,7 +65,7 @@ export class ApprovalGate {
           this.verifying -= 1;
         }
         const ballot = { user: voter.user, actor: describeIdentity(voter), decision, comment };
-        const reason = this.judge(voter, decision);
+        const reason = this.judge(voter, decision) ?? this.refuseContent(decision, contentHash);
         // A token counts once, whether its vote was counted or refused.
         if (voter.tokenId) this.usedTokenIds.push(voter.tokenId);
         if (reason) throw this.refuse(ballot, 'update', reason);
@@ -106,6 +108,23 @@ export class ApprovalGate {
       if (reason) this.refuse(this.unproven(vote), 'signal', reason);
       else this.count(this.unproven(vote), 'signal');
     });
+  }
+
+  /** Binds approvals to the release's content: from now on an approval must carry this hash. */
+  bind(contentHash: string): void {
+    this.contentHash = contentHash;
+  }
+
+  /** Why an approval does not cover the validated content; a rejection changes nothing, so it needs no hash. */
+  private refuseContent(decision: Decision, approved: string | undefined): string | undefined {
+    const validated = this.contentHash;
+    if (validated === undefined || decision !== 'approve' || approved === validated) return undefined;
+    if (approved === undefined)
+      return (
+        `an approval must name the content it approves: the validated content is ${validated} ` +
+        '(`deploy-agent approve` sends it after showing the plan; automation passes --content-hash)'
+      );
+    return `the vote approves content ${approved}, but the validated content is ${validated}: read the plan again with \`deploy-agent status\``;
   }
 
   private judge(voter: Identity, decision: Decision): string | undefined {

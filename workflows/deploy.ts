@@ -1,12 +1,13 @@
-import { allHandlersFinished, CancellationScope, condition } from '@temporalio/workflow';
+import { allHandlersFinished, CancellationScope, condition, patched } from '@temporalio/workflow';
 import type { DeploymentState, DeploymentStatus } from '../domain/deployment.js';
-import { stateForFailure } from '../domain/failures.js';
+import { isFailureOf, stateForFailure } from '../domain/failures.js';
 import type { DeployRequest, LegacyDeployRequest } from '../domain/requests.js';
 import { type Budgets, DEFAULT_BUDGETS } from '../domain/spec.js';
 import { targetOf } from '../domain/target.js';
 import { deployIntake } from './admission.js';
 import { ApprovalGate } from './approval-gate.js';
 import { Compensation } from './compensation.js';
+import { CONTENT_BOUND_APPROVAL, planRelease } from './plan.js';
 import { describeError, Runbook } from './runbook.js';
 import {
   applyAndAwaitReady,
@@ -35,16 +36,23 @@ export async function deployWorkflow(input: DeployRequest | LegacyDeployRequest)
     const destination = targetOf(target);
     const gate = new ApprovalGate(runbook, { ...settings.approval, deadlineMs: settings.approval.deadline }, verifier);
     const compensation = new Compensation(runbook, destination, budgets.rollback, target, verifier);
-    const { current, image } = await runbook.phase(
+    const { current, image, plan } = await runbook.phase(
       'validate',
       budgets.validate,
-      async () => ({
-        current: await validateTarget(runbook, target),
-        image: await checkRelease(runbook, destination, spec.image.repository, version),
-      }),
+      async () => {
+        const current = await validateTarget(runbook, target);
+        const image = await checkRelease(runbook, destination, spec.image.repository, version);
+        // Approvers vote on this content, and apply refuses any other; runs from before had neither.
+        const plan = patched(CONTENT_BOUND_APPROVAL) ? await planRelease(runbook, destination, image) : undefined;
+        return { current, image, plan };
+      },
       () => `${runbook.status.checks.length} checks passed`,
     );
     runbook.status.image = image;
+    if (plan) {
+      runbook.status.plan = plan;
+      gate.bind(plan.contentHash);
+    }
 
     if (spec.source) {
       const query = {
@@ -70,7 +78,7 @@ export async function deployWorkflow(input: DeployRequest | LegacyDeployRequest)
       );
     else runbook.skip('approval', `not required in ${target.environment}`);
 
-    const release = { deploymentId: runbook.status.deploymentId, version, image };
+    const release = { deploymentId: runbook.status.deploymentId, version, image, contentHash: plan?.contentHash };
     const { rollbackPoint, failure } = await changeTarget(
       runbook,
       { phase: 'environment-update', budgetMs: budgets.environmentUpdate },
@@ -82,7 +90,11 @@ export async function deployWorkflow(input: DeployRequest | LegacyDeployRequest)
       await pruneHistory(destination).catch((error: unknown) => {
         runbook.status.errors.push(`prune history: ${describeError(error)}`);
       });
-    } else state = await compensation.restore(rollbackPoint, `deploy failed: ${describeError(failure)}`, false);
+    } else {
+      const restored = await compensation.restore(rollbackPoint, `deploy failed: ${describeError(failure)}`, false);
+      // Apply refused content nobody approved before changing anything; the restore proved the target as it was.
+      state = restored === 'rolled-back' && isFailureOf(failure, 'contentChanged') ? 'invalid' : restored;
+    }
   } catch (error) {
     state = stateForFailure(error);
   }

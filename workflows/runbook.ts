@@ -11,6 +11,7 @@ import {
 import { type DeploymentState, type DeploymentStatus, deploymentIdOf } from '../domain/deployment.js';
 import { fail } from '../domain/failures.js';
 import { formatDuration } from '../domain/duration.js';
+import { planLines } from '../domain/plan.js';
 import { phaseLine } from '../domain/report.js';
 import { type AuditEvent, bounded, MAX_REFUSED_KEPT } from '../domain/audit.js';
 import { describeIdentity, type Identity } from '../domain/identity.js';
@@ -147,6 +148,8 @@ export class Runbook {
   private showDetails(): void {
     const s = this.status;
     const head = `**${s.kind} ${s.service} ${s.version ?? ''} → ${s.environment}**: ${s.state}, phase ${s.phase}`;
-    setCurrentDetails([head, '', ...s.phases.map((p) => `- ${phaseLine(p)}`)].join('\n'));
+    // Approvers see what they vote on where they look: the plan, by name and field path, and its content hash.
+    const plan = s.plan ? ['', '**Plan** (what an approval covers)', ...planLines(s.plan)] : [];
+    setCurrentDetails([head, '', ...s.phases.map((p) => `- ${phaseLine(p)}`), ...plan].join('\n'));
   }
 }

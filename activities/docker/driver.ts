@@ -37,6 +37,7 @@ import {
   releaseStateOf,
   statusCode,
 } from './engine.js';
+import { dockerPlan, requireApprovedSettings } from './content.js';
 import { dockerFence } from './fence.js';
 
 const MIN_API_VERSION = '1.41';
@@ -48,6 +49,7 @@ export function dockerDriver(target: DockerTarget): TargetDriver {
     resolveImage: (repository, version) => resolveImage(target, repository, version),
     // The Docker engine has no dry run: the container configuration is checked when it is created.
     dryRun: () => Promise.resolve([]),
+    plan: (image) => dockerPlan(target, image),
     snapshot: () => snapshotRelease(target),
     apply: (release) => applyRelease(target, release),
     awaitReady: (check: HealthCheckSpec) => awaitHealthy({ check, host: target.hostIp, port: target.hostPort }),
@@ -174,8 +176,9 @@ async function retire(
 /** Idempotent: a retry finds its own container by deployment id and only makes sure it runs. */
 async function applyRelease(
   target: DockerTarget,
-  { deploymentId, version, image }: Omit<ApplyRequest, 'target'>,
+  { deploymentId, version, image, contentHash }: Omit<ApplyRequest, 'target'>,
 ): Promise<ReleaseState> {
+  if (contentHash) requireApprovedSettings(target, image, contentHash);
   return call(target, async (docker) => {
     // Refused before anything changes, the fence included, when the live name is someone else's.
     await liveContainer(docker, target);

@@ -13,6 +13,7 @@ import { kubernetesFence } from './fence.js';
 import { byApplyOrder, describe, idOf, loadManifests, prepare, refOf } from './manifests.js';
 import { describeRelease, labelledObjects, liveRelease, readObject } from './objects.js';
 import { autoscaledTargets, configurationOf, handOverReplicas } from './autoscaling.js';
+import { requireApprovedManifests } from './content.js';
 import { adoptionProblem, ownershipAnnotations, recordAppliedUid, removeOwned } from './ownership.js';
 
 /** The object with the annotations that mark it as this release's. */
@@ -29,9 +30,12 @@ export async function applyRelease({
   deploymentId,
   version,
   image,
+  contentHash,
 }: ApplyRequest & { target: KubernetesTarget }): Promise<ReleaseState> {
   const cluster = connect(target);
   const manifests = await loadManifests(target);
+  // Read once: what is checked against the approved content is exactly what gets applied.
+  if (contentHash) requireApprovedManifests(target, manifests, image, contentHash);
   const prepared = prepare(target, manifests, image, { deploymentId, version });
   if (prepared.imageUses === 0)
     throw fail('invalid', `no container of the release uses the image repository ${target.imageRepository}`);

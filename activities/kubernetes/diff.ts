@@ -6,7 +6,7 @@ import { idOf, loadManifests, objectName, refOf } from './manifests.js';
 import { liveRelease } from './objects.js';
 import { entriesOf } from './restore.js';
 
-const MAX_DIFF_DEPTH = 8;
+export const MAX_DIFF_DEPTH = 8;
 
 /** The paths (`spec.template.spec.containers[0].image`) at which two values differ, to `maxDepth` levels. */
 export function differingPaths(a: unknown, b: unknown, at = '', depth = 0): string[] {
@@ -20,7 +20,8 @@ export function differingPaths(a: unknown, b: unknown, at = '', depth = 0): stri
   return keys.flatMap((key) => differingPaths(left[key], right[key], path(key), depth + 1));
 }
 
-const BOOKKEEPING = /^metadata\.(labels|annotations)\.deploy-agent\.dev\//;
+/** Our own bookkeeping (which deployment applied it): it changes on every release and says nothing about it. */
+export const BOOKKEEPING = /^metadata\.(labels|annotations)\.deploy-agent\.dev\//;
 
 /** Which objects a change adds, removes or changes, and which fields: names only, never values. */
 export async function diffRelease(

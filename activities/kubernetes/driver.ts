@@ -7,6 +7,7 @@ import type { KubernetesTarget } from '../../domain/target.js';
 import { resolveRegistryImage } from '../registry.js';
 import type { TargetDriver } from '../targets/driver.js';
 import { applyRelease } from './apply.js';
+import { kubernetesPlan } from './content.js';
 import { diffRelease } from './diff.js';
 import { restoreRelease, verifyRelease } from './restore.js';
 import { createRollbackPoint, keptRevisions, pruneRevisions } from './revisions.js';
@@ -19,6 +20,7 @@ export function kubernetesDriver(target: KubernetesTarget): TargetDriver {
     // No engine to ask: the registry's own HTTP API pins the image.
     resolveImage: (repository, version) => resolveRegistryImage(repository, version),
     dryRun: (image) => dryRunRelease(target, image),
+    plan: (image) => kubernetesPlan(target, image),
     snapshot: (deploymentId) => createRollbackPoint(target, deploymentId),
     apply: (release) => applyRelease({ target, ...release }),
     awaitReady: (check) => awaitRollout(target, { timeoutMs: check.healthyWithin }),

@@ -3,6 +3,7 @@
  * target. Each target kind has one implementation in its own folder and one entry in `drivers`; adding a target or a
  * strategy (canary, blue/green) means a new driver, never a new branch in the activities or the workflows.
  */
+import type { ReleasePlan } from '../../domain/plan.js';
 import type { ConsistencyReport, PinnedImage, ReleaseDiff, ReleaseState } from '../../domain/release.js';
 import type { HealthCheckSpec } from '../../domain/spec.js';
 import type { ApplyRequest, EnvironmentReport, KeptReleases, Target } from '../../domain/target.js';
@@ -16,6 +17,8 @@ export interface TargetDriver {
   resolveImage(repository: string, version: string): Promise<PinnedImage>;
   /** Problems the target finds in the release without changing anything (server-side dry runs). */
   dryRun(image: PinnedImage): Promise<string[]>;
+  /** The release's content hash and what it changes against what runs now (names and paths, never values). */
+  plan(image: PinnedImage): Promise<ReleasePlan>;
   /** The rollback point: what runs now, kept so that restore can bring it back. A retry returns the same point. */
   snapshot(deploymentId: string): Promise<ReleaseState>;
   /** Puts the release live; idempotent, a retry converges on the same end state. */

@@ -2,6 +2,7 @@
  * The target operations as activities: each looks up the driver of its target and calls it. Workflows see only these
  * names, which are stored in histories, so they stay stable whatever the drivers become.
  */
+import type { ReleasePlan } from '../../domain/plan.js';
 import type { ConsistencyReport, PinnedImage, ReleaseDiff, ReleaseState } from '../../domain/release.js';
 import type { HealthCheckSpec } from '../../domain/spec.js';
 import {
@@ -23,6 +24,11 @@ export function resolveImage(target: Target, repository: string, version: string
 
 export function dryRunRelease(target: Target, image: PinnedImage): Promise<string[]> {
   return driverFor(target).dryRun(image);
+}
+
+/** What approvers vote on: the content hash apply is held to, and the changes against what runs now. */
+export function planRelease(target: Target, image: PinnedImage): Promise<ReleasePlan> {
+  return driverFor(target).plan(image);
 }
 
 export function snapshotRelease(target: Target, deploymentId: string): Promise<ReleaseState> {

@@ -3,6 +3,7 @@ import { Context } from '@temporalio/activity';
 import type { Activities } from '../../activities/index.js';
 import type { Identity } from '../../domain/identity.js';
 import { type AdmittedPolicy, checkPolicy } from '../../domain/policy.js';
+import type { ReleasePlan } from '../../domain/plan.js';
 import type { ReleaseState } from '../../domain/release.js';
 import { fail } from '../../domain/failures.js';
 
@@ -16,6 +17,15 @@ export const OLD_RELEASE: ReleaseState = {
   running: true,
 };
 const NEW_DIGEST = `sha256:${'b'.repeat(64)}`;
+
+/** The content hash the stub validation computes: an approval in a workflow test carries it. */
+export const TEST_CONTENT_HASH = `sha256:${'d'.repeat(64)}`;
+export const TEST_PLAN: ReleasePlan = {
+  contentHash: TEST_CONTENT_HASH,
+  imageChanged: true,
+  unchanged: false,
+  configChanges: ['image', 'env.LOG_LEVEL'],
+};
 
 export type Calls = { name: string; args: unknown[] }[];
 
@@ -131,6 +141,7 @@ export function stubActivities(overrides: Partial<Activities> = {}): { activitie
       }),
     awaitReady: () => Promise.resolve('healthy'),
     dryRunRelease: () => Promise.resolve([]),
+    planRelease: () => Promise.resolve(TEST_PLAN),
     diffRelease: () => Promise.resolve({ added: [], removed: [], changed: [], unchanged: 1 }),
     trackChanges: ({ toVersion }) =>
       Promise.resolve({ toVersion, toRef: `v${toVersion}`, commits: [], files: [], truncated: false }),

@@ -22,6 +22,7 @@ import {
   stubLoadPolicy,
   stubVerifyCredentialStrictly,
   testToken,
+  TEST_CONTENT_HASH,
 } from '../support/stub-activities.js';
 import { registerSearchAttributes, runTestWorker, testDataConverter, workflowBundle } from '../support/temporal.js';
 
@@ -314,6 +315,7 @@ describe('admission and decisions (time-skipping server)', { timeout: 600_000 },
             decision: 'approve',
             comment: 'ship it',
             credential: { kind: 'oidc', token: 'test:carol:release-managers:j1' },
+            contentHash: TEST_CONTENT_HASH,
           },
         ],
       });
@@ -346,11 +348,15 @@ describe('admission and decisions (time-skipping server)', { timeout: 600_000 },
       await awaitingApproval(handle);
       await refused(
         handle.executeUpdate(voteUpdate, {
-          args: [{ decision: 'approve', credential: token('carol', ['release-managers']) }],
+          args: [
+            { decision: 'approve', contentHash: TEST_CONTENT_HASH, credential: token('carol', ['release-managers']) },
+          ],
         }),
         /carol requested this deployment and cannot approve it/,
       );
-      await handle.executeUpdate(voteUpdate, { args: [{ decision: 'approve', credential: token('alice') }] });
+      await handle.executeUpdate(voteUpdate, {
+        args: [{ decision: 'approve', contentHash: TEST_CONTENT_HASH, credential: token('alice') }],
+      });
       return handle.result();
     });
     assert.equal(status.state, 'succeeded');
@@ -371,18 +377,26 @@ describe('admission and decisions (time-skipping server)', { timeout: 600_000 },
     const status = await withWorker(activities, async (queue) => {
       const handle = await start(queue, deployRequest(service, 'production', token('ci-bot')));
       await awaitingApproval(handle);
-      await handle.executeUpdate(voteUpdate, { args: [{ decision: 'approve', credential: replayed }] });
+      await handle.executeUpdate(voteUpdate, {
+        args: [{ decision: 'approve', contentHash: TEST_CONTENT_HASH, credential: replayed }],
+      });
       await refused(
-        handle.executeUpdate(voteUpdate, { args: [{ decision: 'approve', credential: replayed }] }),
+        handle.executeUpdate(voteUpdate, {
+          args: [{ decision: 'approve', contentHash: TEST_CONTENT_HASH, credential: replayed }],
+        }),
         /this token was already used for a vote/,
       );
       await refused(
         handle.executeUpdate(voteUpdate, {
-          args: [{ decision: 'approve', credential: token('bob', [], 'jti-replayed-0001') }],
+          args: [
+            { decision: 'approve', contentHash: TEST_CONTENT_HASH, credential: token('bob', [], 'jti-replayed-0001') },
+          ],
         }),
         /this token was already used for a vote/,
       );
-      await handle.executeUpdate(voteUpdate, { args: [{ decision: 'approve', credential: token('bob') }] });
+      await handle.executeUpdate(voteUpdate, {
+        args: [{ decision: 'approve', contentHash: TEST_CONTENT_HASH, credential: token('bob') }],
+      });
       return handle.result();
     });
     assert.equal(status.state, 'succeeded');
@@ -412,7 +426,9 @@ describe('admission and decisions (time-skipping server)', { timeout: 600_000 },
       const waiting = await waitFor(handle, '2 refusals', (s) => (s.approval?.refused.length ?? 0) >= 2);
       assert.equal(waiting.state, 'awaiting-approval', 'no Signal approved it');
       assert.deepEqual(waiting.approval?.votes, []);
-      await handle.executeUpdate(voteUpdate, { args: [{ decision: 'approve', credential: token('bob') }] });
+      await handle.executeUpdate(voteUpdate, {
+        args: [{ decision: 'approve', contentHash: TEST_CONTENT_HASH, credential: token('bob') }],
+      });
       return handle.result();
     });
     assert.equal(status.state, 'succeeded');
@@ -573,10 +589,14 @@ describe('admission and decisions (time-skipping server)', { timeout: 600_000 },
       });
       await awaitingApproval(handle);
       await refused(
-        handle.executeUpdate(voteUpdate, { args: [{ decision: 'approve', credential: token('mallory') }] }),
+        handle.executeUpdate(voteUpdate, {
+          args: [{ decision: 'approve', contentHash: TEST_CONTENT_HASH, credential: token('mallory') }],
+        }),
         /mallory may not approve in production/,
       );
-      await handle.executeUpdate(voteUpdate, { args: [{ decision: 'approve', credential: token('bob') }] });
+      await handle.executeUpdate(voteUpdate, {
+        args: [{ decision: 'approve', contentHash: TEST_CONTENT_HASH, credential: token('bob') }],
+      });
       return handle.result();
     });
     assert.equal(status.kind, 'rollback');

@@ -10,6 +10,7 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import type { Activities } from '../../activities/index.js';
 import { type DeploymentStatus, lockId } from '../../domain/deployment.js';
+import { fail } from '../../domain/failures.js';
 import type { Credential } from '../../domain/identity.js';
 import type { DeployRequest, RollbackRequest } from '../../domain/requests.js';
 import { timeSkippingServerPath } from '../../stack/temporal.js';
@@ -28,6 +29,8 @@ import {
   stubLoadPolicy,
   testPolicy,
   untilCancelled,
+  TEST_CONTENT_HASH,
+  TEST_PLAN,
 } from '../support/stub-activities.js';
 import { registerSearchAttributes, runTestWorker, testDataConverter, workflowBundle } from '../support/temporal.js';
 
@@ -325,7 +328,9 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
           ['mallory', /may not approve/],
         ] as const)
           await assert.rejects(
-            handle.executeUpdate(voteUpdate, { args: [{ decision: 'approve', credential: dev(approver) }] }),
+            handle.executeUpdate(voteUpdate, {
+              args: [{ decision: 'approve', contentHash: TEST_CONTENT_HASH, credential: dev(approver) }],
+            }),
             (error: unknown) => {
               assert.ok(error instanceof WorkflowUpdateFailedError);
               assert.match(error.cause?.message ?? '', reason);
@@ -341,7 +346,7 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
         assert.equal(accepted.length, 2, 'the two well-formed votes reached the handler, to be verified');
         assert.ok(!accepted.includes('malformed'), 'a malformed Update leaves no trace in history');
         await handle.executeUpdate(voteUpdate, {
-          args: [{ decision: 'approve', comment: 'ship it', credential: dev('alice') }],
+          args: [{ decision: 'approve', contentHash: TEST_CONTENT_HASH, comment: 'ship it', credential: dev('alice') }],
         });
         return handle.result();
       });
@@ -367,11 +372,93 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
       await handle.signal(voteSignal, { approver: { toString: 1 }, decision: 'approve' });
       const refused = await waitForRefusals(() => handle.query(statusQuery), 1);
       assert.equal(refused.state, 'awaiting-approval', 'the workflow is still waiting, not failing its task');
-      await handle.executeUpdate(voteUpdate, { args: [{ decision: 'approve', credential: dev('alice') }] });
+      await handle.executeUpdate(voteUpdate, {
+        args: [{ decision: 'approve', contentHash: TEST_CONTENT_HASH, credential: dev('alice') }],
+      });
       return handle.result();
     });
     assert.equal(status.state, 'succeeded');
     assert.equal(status.approval?.refused[0]?.approver, '{"toString":1}');
+  });
+
+  it(
+    'shows the plan before the vote, refuses an approval without or with another content hash, and applies the validated content',
+    { timeout: 60_000 },
+    async () => {
+      const test = setup('production');
+      const status = await withWorker(test.activities, async (queue) => {
+        const handle = await start(queue, test);
+        const waiting = await waitForState(() => handle.query(statusQuery), 'awaiting-approval');
+        assert.deepEqual(waiting.plan, TEST_PLAN, 'the status shows the plan while the deployment waits');
+        const metadata = await handle.query<{ currentDetails?: string }>('__temporal_workflow_metadata');
+        assert.match(metadata.currentDetails ?? '', new RegExp(`Content hash: ${TEST_CONTENT_HASH}`));
+        assert.match(metadata.currentDetails ?? '', /Settings changed: image, env\.LOG_LEVEL/);
+        const other = `sha256:${'e'.repeat(64)}`;
+        for (const [contentHash, reason] of [
+          [undefined, /an approval must name the content it approves: the validated content is sha256:d{64}/],
+          [other, /the vote approves content sha256:e{64}, but the validated content is sha256:d{64}/],
+        ] as const)
+          await assert.rejects(
+            handle.executeUpdate(voteUpdate, {
+              args: [{ decision: 'approve', contentHash, credential: dev('alice') }],
+            }),
+            (error: unknown) => {
+              assert.ok(error instanceof WorkflowUpdateFailedError);
+              assert.match(error.cause?.message ?? '', reason);
+              return true;
+            },
+          );
+        await handle.executeUpdate(voteUpdate, {
+          args: [{ decision: 'approve', contentHash: TEST_CONTENT_HASH, credential: dev('bob') }],
+        });
+        return handle.result();
+      });
+      assert.equal(status.state, 'succeeded');
+      assert.deepEqual(
+        status.approval?.votes.map((v) => `${v.approver}:${v.decision}`),
+        ['bob:approve'],
+      );
+      assert.deepEqual(
+        status.approval?.refused.map((r) => r.approver),
+        ['alice', 'alice'],
+        'both refusals are recorded, with the proven voter',
+      );
+      const audited = (status.audit ?? []).filter((e) => e.action === 'vote' && e.outcome === 'refused');
+      assert.equal(audited.length, 2);
+      assert.match(audited[1]?.reason ?? '', /approve by update: the vote approves content sha256:e{64}/);
+      const apply = test.calls.find((c) => c.name === 'applyRelease');
+      assert.equal((apply?.args[0] as { contentHash?: string }).contentHash, TEST_CONTENT_HASH);
+      assert.equal(called(test.calls, 'planRelease'), 1);
+    },
+  );
+
+  it('needs approval for a change of configuration alone, the image unchanged', { timeout: 60_000 }, async () => {
+    const plan = { ...TEST_PLAN, imageChanged: false, configChanges: ['env.LOG_LEVEL'] };
+    const test = setup('production', { planRelease: () => Promise.resolve(plan) });
+    const status = await withWorker(test.activities, async (queue) => {
+      const handle = await start(queue, test);
+      const waiting = await waitForState(() => handle.query(statusQuery), 'awaiting-approval');
+      assert.equal(waiting.plan?.imageChanged, false);
+      assert.deepEqual(waiting.plan?.configChanges, ['env.LOG_LEVEL']);
+      assert.equal(called(test.calls, 'applyRelease'), 0, 'nothing applied before the approval');
+      await handle.executeUpdate(voteUpdate, {
+        args: [{ decision: 'reject', comment: 'not this setting', credential: dev('bob') }],
+      });
+      return handle.result();
+    });
+    assert.equal(status.state, 'rejected', 'a rejection needs no content hash');
+    assert.equal(called(test.calls, 'applyRelease'), 0);
+  });
+
+  it('ends invalid, its rollback point proven intact, when apply finds the content changed since validation', async () => {
+    const test = setup('staging', {
+      applyRelease: () => Promise.reject(fail('contentChanged', 'the release manifests changed after validation')),
+    });
+    const status = await withWorker(test.activities, async (queue) => (await start(queue, test)).result());
+    assert.equal(status.state, 'invalid');
+    assert.equal(called(test.calls, 'applyRelease'), 1, 'not retried');
+    assert.equal(status.rollback?.consistency?.consistent, true, 'the target is shown to be as it was');
+    assert.match(status.errors.join('\n'), /manifests changed after validation/);
   });
 
   it('ends rejected, with who and why, without touching the target', { timeout: 60_000 }, async () => {
@@ -404,7 +491,9 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
         });
         await waitForState(() => handle.query(statusQuery), 'awaiting-approval');
         assert.equal(called(test.calls, 'restoreRelease'), 0);
-        await handle.executeUpdate(voteUpdate, { args: [{ decision: 'approve', credential: dev('alice') }] });
+        await handle.executeUpdate(voteUpdate, {
+          args: [{ decision: 'approve', contentHash: TEST_CONTENT_HASH, credential: dev('alice') }],
+        });
         return handle.result();
       });
       assert.equal(status.kind, 'rollback');

@@ -24,6 +24,7 @@ import {
   stubLoadPolicy,
   stubVerifyCredentialStrictly,
   testToken,
+  TEST_CONTENT_HASH,
 } from '../support/stub-activities.js';
 import { registerSearchAttributes, runTestWorker, testDataConverter, workflowBundle } from '../support/temporal.js';
 
@@ -608,7 +609,9 @@ describe('hostile messages (time-skipping server)', { timeout: 600_000 }, () => 
         await assertNoTaskFailed(handle);
 
         const final = { kind: 'oidc' as const, token: testToken('alice', [], 'final-approval-jti') };
-        await handle.executeUpdate(voteUpdate, { args: [{ decision: 'approve', comment: 'real', credential: final }] });
+        await handle.executeUpdate(voteUpdate, {
+          args: [{ decision: 'approve', contentHash: TEST_CONTENT_HASH, comment: 'real', credential: final }],
+        });
         return { status: await handle.result(), outcomes };
       });
       process.stdout.write(`# ${messages.length} hostile messages in ${Date.now() - wallStart} ms\n`);

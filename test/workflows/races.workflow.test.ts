@@ -27,7 +27,7 @@ import {
   voteSignal,
   voteUpdate,
 } from '../../workflows/messages.js';
-import { called, stubActivities, stubLoadPolicy, testPolicy } from '../support/stub-activities.js';
+import { called, stubActivities, stubLoadPolicy, TEST_CONTENT_HASH, testPolicy } from '../support/stub-activities.js';
 import { registerSearchAttributes, runTestWorker, testDataConverter, workflowBundle } from '../support/temporal.js';
 
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
@@ -297,7 +297,14 @@ describe('message races (time-skipping server)', { timeout: 600_000 }, () => {
           vote = settle(
             handle.executeUpdate(voteUpdate, {
               updateId: 'vote-at-deadline',
-              args: [{ decision: 'approve', comment: 'just in time', credential: dev('alice') }],
+              args: [
+                {
+                  decision: 'approve',
+                  contentHash: TEST_CONTENT_HASH,
+                  comment: 'just in time',
+                  credential: dev('alice'),
+                },
+              ],
             }),
           );
           await admitted(handle, 'vote-at-deadline');
@@ -462,7 +469,9 @@ describe('message races (time-skipping server)', { timeout: 600_000 }, () => {
             'nor does its search attribute',
           );
           await assert.rejects(
-            handle.executeUpdate(voteUpdate, { args: [{ decision: 'approve', credential: dev('alice') }] }),
+            handle.executeUpdate(voteUpdate, {
+              args: [{ decision: 'approve', contentHash: TEST_CONTENT_HASH, credential: dev('alice') }],
+            }),
             (error: unknown) => {
               assert.ok(error instanceof WorkflowUpdateFailedError);
               assert.match(error.cause?.message ?? '', /not awaiting approval/);

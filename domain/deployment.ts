@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { auditEventSchema } from './audit.js';
 import { InvalidInput } from './failures.js';
 import { credentialSchema } from './identity.js';
+import { securityFindingSchema } from './security.js';
 import {
   changeSetSchema,
   consistencyReportSchema,
@@ -125,6 +126,8 @@ export const deploymentStatusSchema = z.object({
   previous: releaseStateSchema.optional(),
   applied: releaseStateSchema.optional(),
   checks: z.array(z.object({ check: z.string(), passed: z.boolean(), detail: z.string() })),
+  /** What the security rules found at validation: denied ones made the release invalid, warnings let it pass. */
+  securityFindings: z.array(securityFindingSchema).optional(),
   changes: changeSetSchema.optional(),
   /** What the release changed on the target, object by object (names and field paths, never values). */
   objectChanges: releaseDiffSchema.optional(),

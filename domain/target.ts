@@ -2,7 +2,7 @@
  * What a target driver is asked and what it answers: the request and response types of every target operation.
  * A `Target` says where one service in one environment lives; the driver for its kind does the work.
  */
-import type { ServiceEnvironment } from './spec.js';
+import type { ContainerSpec, ServiceEnvironment } from './spec.js';
 import { fail } from './failures.js';
 import type { PinnedImage, ReleaseState } from './release.js';
 
@@ -19,7 +19,15 @@ export interface DockerTarget {
   containerPort: number;
   env: Record<string, string>;
   historyLimit: number;
+  /** How the container runs; absent in runs from before, which get the safe defaults. */
+  container?: DockerContainerSettings;
 }
+
+/** The spec's departures from the safe defaults (user, privileges, host namespaces, mounts, limits). */
+export type DockerContainerSettings = Pick<
+  ContainerSpec,
+  'user' | 'privileged' | 'capabilities' | 'hostNetwork' | 'hostPid' | 'mounts' | 'resources'
+>;
 
 /** What the Kubernetes activities need: where the cluster is (paths only, never credentials) and the release. */
 export interface KubernetesTarget {
@@ -61,9 +69,15 @@ export function targetOf({ service, environment, spec, settings }: ServiceEnviro
       hostPort,
       containerPort: spec.container.port,
       env: { ...spec.container.env, ...settings.docker.env },
+      container: dockerContainerSettings(spec.container),
     };
   // Admission refuses this first; kept so that no other path reaches a target the policy does not describe.
   throw fail('invalid', `the platform policy gives ${service} no ${spec.target} target in ${environment}`);
+}
+
+function dockerContainerSettings(container: ContainerSpec): DockerContainerSettings {
+  const { user, privileged, capabilities, hostNetwork, hostPid, mounts, resources } = container;
+  return { user, privileged, capabilities, hostNetwork, hostPid, mounts, resources };
 }
 
 /** What validation learns from a target: what it is, what runs there now, and what stands in the way. */

@@ -3,6 +3,7 @@ import type { DeploymentState, DeploymentStatus } from '../domain/deployment.js'
 import { stateForFailure } from '../domain/failures.js';
 import type { DeployRequest, LegacyDeployRequest } from '../domain/requests.js';
 import { type Budgets, DEFAULT_BUDGETS } from '../domain/spec.js';
+import { securitySettingsOf } from '../domain/security.js';
 import { targetOf } from '../domain/target.js';
 import { deployIntake } from './admission.js';
 import { ApprovalGate } from './approval-gate.js';
@@ -40,7 +41,7 @@ export async function deployWorkflow(input: DeployRequest | LegacyDeployRequest)
       budgets.validate,
       async () => ({
         current: await validateTarget(runbook, target),
-        image: await checkRelease(runbook, destination, spec.image.repository, version),
+        image: await checkRelease(runbook, destination, spec.image.repository, version, securitySettingsOf(settings)),
       }),
       () => `${runbook.status.checks.length} checks passed`,
     );

@@ -38,6 +38,7 @@ import {
   statusCode,
 } from './engine.js';
 import { dockerFence } from './fence.js';
+import { hardenedConfig } from './hardening.js';
 
 const MIN_API_VERSION = '1.41';
 const STOP_TIMEOUT_SECONDS = 10;
@@ -194,8 +195,10 @@ async function applyRelease(
     }
     if (!ours) {
       const port = `${target.containerPort}/tcp`;
+      const { HostConfig: hardening, ...runAs } = hardenedConfig(target.container);
       await beforeChange(fence, `creating ${name}`);
       await docker.createContainer({
+        ...runAs,
         abortSignal,
         name,
         Image: image.reference,
@@ -210,6 +213,7 @@ async function applyRelease(
         HostConfig: {
           PortBindings: { [port]: [{ HostIp: target.hostIp, HostPort: String(target.hostPort) }] },
           RestartPolicy: { Name: 'unless-stopped' },
+          ...hardening,
         },
       });
     }

@@ -12,6 +12,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends git && rm -rf /
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/security-rules ./security-rules
 COPY --from=build /app/package.json ./
 
 # The CLI runs in the same image: docker run <image> node dist/client/cli.js <verb> ...

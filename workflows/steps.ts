@@ -7,7 +7,6 @@ import type { ConsistencyReport, PinnedImage, ReleaseState } from '../domain/rel
 import { type Target, targetOf } from '../domain/target.js';
 import { formatProblem, legacySecretEnvProblems, specProblems, type ServiceEnvironment } from '../domain/spec.js';
 import { describeFinding, type SecuritySettings } from '../domain/security.js';
-import type { SecurityCheckRequest } from '../activities/security/index.js';
 import { type Runbook, withinBudget } from './runbook.js';
 
 /** Quick looks at a target: an unreachable one is retried briefly, then reported as unreachable. */
@@ -153,7 +152,7 @@ export async function validateTarget(runbook: Runbook, target: ServiceEnvironmen
 export const SECURITY_RULES = 'security-rules';
 
 /** The security rules over what the release would create: a denied finding makes the release invalid. */
-async function checkSecurity(runbook: Runbook, request: SecurityCheckRequest): Promise<void> {
+async function checkSecurity(runbook: Runbook, request: Parameters<Activities['checkSecurity']>[0]): Promise<void> {
   const findings = await look.checkSecurity(request);
   runbook.status.securityFindings = findings;
   const denied = findings.filter((f) => f.action === 'deny').map(describeFinding);

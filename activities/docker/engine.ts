@@ -194,14 +194,16 @@ function configHash(info: Docker.ContainerInspectInfo): string {
  * Hashed only for containers created with these settings, so containers from before keep the hash they had.
  */
 function hardeningOf(info: Docker.ContainerInspectInfo): { hardening?: unknown } {
-  const host = info.HostConfig as Docker.HostConfig;
-  if (!host.CapDrop?.length && !host.SecurityOpt?.length) return {};
+  const host = info.HostConfig;
+  const list = (value: unknown): string[] => (Array.isArray(value) ? value.map(String) : []);
+  const [capDrop, capAdd, securityOpt] = [list(host.CapDrop), list(host.CapAdd), list(host.SecurityOpt)];
+  if (!capDrop.length && !securityOpt.length) return {};
   return {
     hardening: {
       user: info.Config.User || '',
-      securityOpt: [...(host.SecurityOpt ?? [])].sort(),
-      capDrop: [...(host.CapDrop ?? [])].sort(),
-      capAdd: [...(host.CapAdd ?? [])].sort(),
+      securityOpt: securityOpt.sort(),
+      capDrop: capDrop.sort(),
+      capAdd: capAdd.sort(),
       privileged: host.Privileged ?? false,
       networkMode: host.NetworkMode === 'host' ? 'host' : '',
       pidMode: host.PidMode ?? '',

@@ -5,7 +5,15 @@
  */
 import type { DockerContainerSettings } from '../../domain/target.js';
 
-const UNITS: Record<string, number> = { b: 1, k: 1024, Ki: 1024, m: 1024 ** 2, Mi: 1024 ** 2, g: 1024 ** 3, Gi: 1024 ** 3 };
+const UNITS: Record<string, number> = {
+  b: 1,
+  k: 1024,
+  Ki: 1024,
+  m: 1024 ** 2,
+  Mi: 1024 ** 2,
+  g: 1024 ** 3,
+  Gi: 1024 ** 3,
+};
 
 /** `256m`, `1Gi`, `1048576`: bytes; 0 when no size is given. */
 export function memoryBytes(size: string | undefined): number {

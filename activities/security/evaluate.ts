@@ -105,9 +105,7 @@ function kubernetesSubjects(input: Extract<SecurityInput, { kind: 'kubernetes' }
 
 function subjectsOf(input: SecurityInput, check: CompiledCheck): Subject[] {
   if (input.kind === 'docker')
-    return [
-      { object: `container ${input.container.name}`, at: '', about: '', variables: { object: input.container } },
-    ];
+    return [{ object: `container ${input.container.name}`, at: '', about: '', variables: { object: input.container } }];
   return kubernetesSubjects(input, check.inspects);
 }
 

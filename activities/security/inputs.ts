@@ -4,6 +4,7 @@
  * namespace as the cluster has it.
  */
 import type { PinnedImage } from '../../domain/release.js';
+import type { ServiceSpec } from '../../domain/spec.js';
 import type { DockerTarget, KubernetesTarget } from '../../domain/target.js';
 import { activeName } from '../docker/engine.js';
 import { DEFAULT_CONTAINER, memoryBytes } from '../docker/hardening.js';
@@ -18,7 +19,10 @@ export interface DockerRelease {
   imageUser?: string;
 }
 
-export function dockerSecurityObject(target: DockerTarget, release: DockerRelease): DockerSecurityObject {
+export function dockerSecurityObject(
+  target: Pick<DockerTarget, 'service' | 'environment' | 'env' | 'container'>,
+  release: DockerRelease,
+): DockerSecurityObject {
   const container = target.container ?? DEFAULT_CONTAINER;
   return {
     name: activeName(target),
@@ -43,10 +47,7 @@ export async function kubernetesSecurityInput(target: KubernetesTarget, image: P
   const cluster = connect(target);
   type Namespace = { metadata?: { labels?: Record<string, string> } };
   const namespace: Namespace = await cluster
-    .request<Namespace>(
-      'GET',
-      `/api/v1/namespaces/${encodeURIComponent(target.namespace)}`,
-    )
+    .request<Namespace>('GET', `/api/v1/namespaces/${encodeURIComponent(target.namespace)}`)
     .catch((error: unknown) => {
       // A missing namespace is validation's own problem to report; the rules then see one without labels.
       if (isNotFound(error)) return { metadata: {} };
@@ -57,4 +58,16 @@ export async function kubernetesSecurityInput(target: KubernetesTarget, image: P
     objects,
     namespaceObject: { metadata: { name: target.namespace, labels: namespace.metadata?.labels ?? {} } },
   };
+}
+
+/** The container a spec alone describes, for checks without a worker (`deploy-agent validate`, the CLI). */
+export function dockerObjectOfSpec(spec: ServiceSpec, version = ''): DockerSecurityObject {
+  const { user, privileged, capabilities, hostNetwork, hostPid, mounts, resources } = spec.container;
+  const target = {
+    service: spec.service,
+    environment: 'any',
+    env: spec.container.env,
+    container: { user, privileged, capabilities, hostNetwork, hostPid, mounts, resources },
+  };
+  return dockerSecurityObject(target, { image: { reference: spec.image.repository, digest: '' }, version });
 }

@@ -39,7 +39,7 @@ export function compileExpression(expression: string, constants: Record<string, 
   const program = celEnvironment.parse(expression);
   const checked = program.check();
   if (!checked.valid) throw checked.error ?? new Error('does not type-check');
-  return (variables) => program({ ...variables, constants });
+  return (variables): unknown => program({ ...variables, constants }) as unknown;
 }
 
 /** Reads and compiles one rule file; a problem is a SpecError naming the file, the line and the field. */

@@ -12,6 +12,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends git && rm -rf /
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/security-rules ./security-rules
 COPY --from=build /app/package.json ./
 
 # Needs DEPLOY_AGENT_POLICY and DEPLOY_AGENT_KEYS_FILE (the payload key file, mounted read-only) or DEPLOY_AGENT_KEYS:

@@ -2,6 +2,7 @@ import { trackChanges } from './git.js';
 import { verifyCredential } from './identity.js';
 import { policyActivities } from './policy.js';
 import { reportActivities } from './reports.js';
+import { securityActivities } from './security/index.js';
 import * as targets from './targets/index.js';
 
 export interface ActivityDependencies {
@@ -16,6 +17,7 @@ export function createActivities({ reportsDir, policyFile }: ActivityDependencie
     trackChanges,
     verifyCredential,
     ...policyActivities(policyFile),
+    ...securityActivities(policyFile),
     ...reportActivities(reportsDir),
   };
 }

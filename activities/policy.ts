@@ -10,6 +10,7 @@ import { fail } from '../domain/failures.js';
 import { type AdmittedPolicy, checkPolicy, type PlatformPolicy } from '../domain/policy.js';
 import { type ServiceSpec, SpecError } from '../domain/spec.js';
 import { parseYamlFile } from '../domain/yaml.js';
+import { type CompiledRule, loadRuleSet } from './security/rules.js';
 import { deploymentIdOf } from '../domain/deployment.js';
 
 const VISIBILITY_ATTEMPTS = 3;
@@ -18,6 +19,8 @@ export interface LoadedPolicy {
   file: string;
   hash: string;
   policy: PlatformPolicy;
+  /** The shipped security rules and the policy's own, compiled. */
+  rules: CompiledRule[];
 }
 
 /** Reads and checks a policy file; a bad one is a SpecError naming the file, the line and the path. */
@@ -28,6 +31,18 @@ export async function loadPolicyFile(file: string): Promise<LoadedPolicy> {
   const policy = parseYamlFile(bytes.toString('utf8'), file, checkPolicy);
   const absolute = (path: string) => (isAbsolute(path) ? path : resolve(dirname(file), path));
   policy.sourceRoots = policy.sourceRoots.map(absolute);
+  policy.securityRules = policy.securityRules.map(absolute);
+  const rules = await loadRuleSet(policy.securityRules);
+  const unknown = Object.entries(policy.environments).flatMap(([name, env]) =>
+    Object.keys(env.security)
+      .filter((id) => !rules.some((rule) => rule.id === id))
+      .map((id) => `environments.${name}.security.${id}: unknown rule id`),
+  );
+  if (unknown.length)
+    throw new SpecError(
+      file,
+      unknown.map((problem) => `${problem}, expected one of ${rules.map((rule) => rule.id).join(', ')}`),
+    );
   for (const env of Object.values(policy.environments)) {
     if (env.kubernetes?.kubeconfig) env.kubernetes.kubeconfig = absolute(env.kubernetes.kubeconfig);
     if (env.docker?.tls)
@@ -37,7 +52,7 @@ export async function loadPolicyFile(file: string): Promise<LoadedPolicy> {
         key: absolute(env.docker.tls.key),
       };
   }
-  return { file, hash: createHash('sha256').update(bytes).digest('hex'), policy };
+  return { file, hash: createHash('sha256').update(bytes).digest('hex'), policy, rules };
 }
 
 export interface AdmissionQuery {

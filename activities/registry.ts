@@ -21,6 +21,13 @@ function split(repository: string): { registry: string; name: string } {
   return { registry: 'registry-1.docker.io', name: first ? repository : `library/${repository}` };
 }
 
+/** The registry API URL of `path` (after /v2/<name>/) for a repository: plain HTTP on loopback, else HTTPS. */
+export function registryUrl(repository: string, path: string): string {
+  const { registry, name } = split(repository);
+  const loopback = /^(127\.|localhost|\[::1\])/.test(registry);
+  return `${loopback ? 'http' : 'https'}://${registry}/v2/${name}/${path}`;
+}
+
 export async function resolveRegistryImage(repository: string, version: string): Promise<PinnedImage> {
   const { registry, name } = split(repository);
   const loopback = /^(127\.|localhost|\[::1\])/.test(registry);

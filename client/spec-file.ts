@@ -1,5 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { beforeStartProblems } from '../activities/security/offline.js';
+import { loadRuleSet } from '../activities/security/rules.js';
 import { checkSpec, type ServiceSpec, SpecError } from '../domain/spec.js';
 import { parseYamlFile } from '../domain/yaml.js';
 
@@ -18,9 +20,14 @@ export async function loadSpecFile(file: string): Promise<LoadedSpec> {
   } catch (error) {
     throw new SpecError(file, [`cannot be read: ${(error as Error).message}`]);
   }
+  const rules = await loadRuleSet([]);
   const checked = parseYamlFile(text, file, (document) => {
     const { spec, problems } = checkSpec(document);
-    return { value: spec && { spec, document: document as Record<string, unknown> }, problems };
+    const refused = spec ? beforeStartProblems(rules, spec) : [];
+    return {
+      value: spec && !refused.length ? { spec, document: document as Record<string, unknown> } : undefined,
+      problems: [...problems, ...refused],
+    };
   });
   // The worker does not know where the file was: paths in it are sent absolute.
   const absolute = (path: string) => (isAbsolute(path) ? path : resolve(dirname(file), path));

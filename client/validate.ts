@@ -3,7 +3,10 @@
  * started. Whether an environment accepts the service is the platform policy's to say, on the worker.
  */
 import { loadManifests, prepare } from '../activities/kubernetes/manifests.js';
+import { offlineFindings } from '../activities/security/offline.js';
+import { loadRuleSet } from '../activities/security/rules.js';
 import { InvalidInput, messageOf } from '../domain/failures.js';
+import { describeFinding } from '../domain/security.js';
 import type { KubernetesTarget } from '../domain/target.js';
 import { printLine } from './output.js';
 import { loadSpecFile } from './spec-file.js';
@@ -37,5 +40,10 @@ export async function validateCommand(options: { file: string }): Promise<number
     via = `Kubernetes, ${objects.length} objects in ${target.manifestsDir}`;
   }
   printLine(`${file}: valid; ${spec.service} via ${via}`);
+  // What the security rules would say; the worker's policy decides each rule's action per environment.
+  for (const finding of offlineFindings(await loadRuleSet([]), spec))
+    printLine(
+      `${file}: security: ${describeFinding(finding)} (${finding.action} in protected environments by default)`,
+    );
   return 0;
 }

@@ -3,6 +3,7 @@ import { auditEventSchema } from './audit.js';
 import { InvalidInput } from './failures.js';
 import { credentialSchema } from './identity.js';
 import { contentHashSchema, releasePlanSchema } from './plan.js';
+import { securityFindingSchema } from './security.js';
 import {
   changeSetSchema,
   consistencyReportSchema,
@@ -131,6 +132,8 @@ export const deploymentStatusSchema = z.object({
   previous: releaseStateSchema.optional(),
   applied: releaseStateSchema.optional(),
   checks: z.array(z.object({ check: z.string(), passed: z.boolean(), detail: z.string() })),
+  /** What the security rules found at validation: denied ones made the release invalid, warnings let it pass. */
+  securityFindings: z.array(securityFindingSchema).optional(),
   changes: changeSetSchema.optional(),
   /** What the release changed on the target, object by object (names and field paths, never values). */
   objectChanges: releaseDiffSchema.optional(),

@@ -43,6 +43,11 @@ export function renderReport(status: DeploymentStatus): string {
     for (const c of status.checks) lines.push(`- [${c.passed ? 'x' : ' '}] ${c.check}: ${c.detail}`);
   }
   if (status.plan) lines.push('', '## Plan (validated content)', ...planLines(status.plan));
+  if (status.securityFindings?.length) {
+    lines.push('', '## Security findings');
+    for (const f of status.securityFindings)
+      lines.push(`- ${f.action === 'deny' ? 'DENIED' : 'warning'} ${f.rule}: ${f.object} ${f.field}: ${f.message}`);
+  }
   if (status.approval) {
     const a = status.approval;
     lines.push('', `## Approval (${a.required} required${a.deadline ? `, deadline ${a.deadline}` : ''})`);

@@ -18,10 +18,14 @@ export interface DockerTarget {
   hostPort: number;
   containerPort: number;
   env: Record<string, string>;
-  /** The spec's runtime settings of the container (secrets by reference name; absent in runs from before them). */
-  container?: Omit<ContainerSpec, 'port' | 'env'>;
   historyLimit: number;
+  /** How the container runs, secrets by reference name only; absent in runs from before, which get the defaults. */
+  container?: DockerContainerSettings;
 }
+
+/** The spec's secret references and departures from the safe defaults (user, privileges, host namespaces, mounts, limits). */
+export type DockerContainerSettings = Omit<ContainerSpec, 'port' | 'env' | 'secrets'> &
+  Partial<Pick<ContainerSpec, 'secrets'>>;
 
 /** What the Kubernetes activities need: where the cluster is (paths only, never credentials) and the release. */
 export interface KubernetesTarget {
@@ -67,13 +71,13 @@ export function targetOf({ service, environment, spec, settings }: ServiceEnviro
       hostPort,
       containerPort: spec.container.port,
       env: { ...spec.container.env, ...settings.docker.env },
-      container: runtimeOf(spec.container),
+      container: dockerContainerSettings(spec.container),
     };
   // Admission refuses this first; kept so that no other path reaches a target the policy does not describe.
   throw fail('invalid', `the platform policy gives ${service} no ${spec.target} target in ${environment}`);
 }
 
-function runtimeOf(container: ContainerSpec): Omit<ContainerSpec, 'port' | 'env'> {
+function dockerContainerSettings(container: ContainerSpec): DockerContainerSettings {
   const { secrets, resources, user, privileged, capabilities, hostNetwork, hostPid, mounts } = container;
   return { secrets, resources, user, privileged, capabilities, hostNetwork, hostPid, mounts };
 }

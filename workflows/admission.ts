@@ -18,8 +18,16 @@ import {
   type RollbackRequest,
   rollbackRequestSchema,
 } from '../domain/requests.js';
-import { checkSpec, DEFAULT_BUDGETS, formatProblem, nameSchema, type ServiceEnvironment } from '../domain/spec.js';
+import {
+  checkSpec,
+  DEFAULT_BUDGETS,
+  formatProblem,
+  legacySecretEnvProblems,
+  nameSchema,
+  type ServiceEnvironment,
+} from '../domain/spec.js';
 import { describeError, type Runbook, type StatusInit } from './runbook.js';
+import { SECURITY_RULES } from './steps.js';
 
 /** Patch: requests carry a service spec and a credential; the worker's policy and a verified token judge them. */
 export const PLATFORM_POLICY = 'platform-policy';
@@ -103,6 +111,9 @@ async function judge(
   };
   const { spec, problems } = checkSpec(request.spec);
   if (!spec) throw invalid(`the service spec is invalid: ${problems.map(formatProblem).join('; ')}`);
+  // Runs from before the security rules refused secret-looking names here; the rules judge them at validation now.
+  const legacy = patched(SECURITY_RULES) ? [] : legacySecretEnvProblems(spec);
+  if (legacy.length) throw invalid(`the service spec is invalid: ${legacy.map(formatProblem).join('; ')}`);
   const { environment } = request;
   const { workflowId } = workflowInfo();
   if (workflowId !== lockId(spec.service, environment))

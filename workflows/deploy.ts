@@ -3,6 +3,7 @@ import type { DeploymentState, DeploymentStatus } from '../domain/deployment.js'
 import { isFailureOf, stateForFailure } from '../domain/failures.js';
 import type { DeployRequest, LegacyDeployRequest } from '../domain/requests.js';
 import { type Budgets, DEFAULT_BUDGETS } from '../domain/spec.js';
+import { securitySettingsOf } from '../domain/security.js';
 import { targetOf } from '../domain/target.js';
 import { deployIntake } from './admission.js';
 import { ApprovalGate } from './approval-gate.js';
@@ -41,7 +42,13 @@ export async function deployWorkflow(input: DeployRequest | LegacyDeployRequest)
       budgets.validate,
       async () => {
         const current = await validateTarget(runbook, target);
-        const image = await checkRelease(runbook, destination, spec.image.repository, version);
+        const image = await checkRelease(
+          runbook,
+          destination,
+          spec.image.repository,
+          version,
+          securitySettingsOf(settings),
+        );
         // Approvers vote on this content, and apply refuses any other; runs from before had neither.
         const plan = patched(CONTENT_BOUND_APPROVAL) ? await planRelease(runbook, destination, image) : undefined;
         return { current, image, plan };

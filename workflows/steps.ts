@@ -5,7 +5,8 @@ import type { DeploymentState } from '../domain/deployment.js';
 import { fail, NON_RETRYABLE_TYPES } from '../domain/failures.js';
 import type { ConsistencyReport, PinnedImage, ReleaseState } from '../domain/release.js';
 import { type Target, targetOf } from '../domain/target.js';
-import { formatProblem, specProblems, type ServiceEnvironment } from '../domain/spec.js';
+import { formatProblem, legacySecretEnvProblems, specProblems, type ServiceEnvironment } from '../domain/spec.js';
+import { describeFinding, type SecuritySettings } from '../domain/security.js';
 import { type Runbook, withinBudget } from './runbook.js';
 
 /** Quick looks at a target: an unreachable one is retried briefly, then reported as unreachable. */
@@ -130,9 +131,11 @@ export async function validateTarget(runbook: Runbook, target: ServiceEnvironmen
     runbook.status.checks.push({ check, passed: problems.length === 0, detail: problems.join('; ') || ok });
     return problems;
   };
+  // Runs from before the security rules checked secret-looking names here; the rules do it now, per environment.
+  const legacy = patched(SECURITY_RULES) ? [] : legacySecretEnvProblems(target.spec);
   const problems = record(
     'configuration and security policy',
-    specProblems(target.spec).map(formatProblem),
+    [...specProblems(target.spec), ...legacy].map(formatProblem),
     'spec satisfies policy',
   );
   const environment = await look.inspectEnvironment(targetOf(target), target.spec.dependsOn);
@@ -145,12 +148,30 @@ export async function validateTarget(runbook: Runbook, target: ServiceEnvironmen
   return environment.current;
 }
 
+/** Patch: the security rules judge the release at validation (they replaced the spec's secret-name check). */
+export const SECURITY_RULES = 'security-rules';
+
+/** The security rules over what the release would create: a denied finding makes the release invalid. */
+async function checkSecurity(runbook: Runbook, request: Parameters<Activities['checkSecurity']>[0]): Promise<void> {
+  const findings = await look.checkSecurity(request);
+  runbook.status.securityFindings = findings;
+  const denied = findings.filter((f) => f.action === 'deny').map(describeFinding);
+  const warned = findings.filter((f) => f.action === 'warn').map(describeFinding);
+  runbook.status.checks.push({
+    check: 'security rules',
+    passed: denied.length === 0,
+    detail: [...denied, ...warned.map((w) => `warning: ${w}`)].join('; ') || 'no findings',
+  });
+  if (denied.length) throw fail('invalid', `refused by the security rules: ${denied.join('; ')}`);
+}
+
 /** Dependency and admission checks of the release itself: its image pinned by digest, then a dry run. */
 export async function checkRelease(
   runbook: Runbook,
   target: Target,
   repository: string,
   version: string,
+  security?: SecuritySettings,
 ): Promise<PinnedImage> {
   const check = (name: string, passed: boolean, detail: string) =>
     runbook.status.checks.push({ check: name, passed, detail });
@@ -162,6 +183,7 @@ export async function checkRelease(
     throw error;
   }
   check('image pinned by digest', true, image.reference);
+  if (security && patched(SECURITY_RULES)) await checkSecurity(runbook, { target, image, version, settings: security });
   const problems = await look.dryRunRelease(target, image);
   check('dry run on the target', problems.length === 0, problems.join('; ') || 'accepted');
   if (problems.length) throw fail('invalid', problems.join('; '));

@@ -39,6 +39,7 @@ import {
 } from './engine.js';
 import { dockerPlan, requireApprovedSettings } from './content.js';
 import { dockerFence } from './fence.js';
+import { hardenedConfig } from './hardening.js';
 
 const MIN_API_VERSION = '1.41';
 const STOP_TIMEOUT_SECONDS = 10;
@@ -197,8 +198,10 @@ async function applyRelease(
     }
     if (!ours) {
       const port = `${target.containerPort}/tcp`;
+      const { HostConfig: hardening, ...runAs } = hardenedConfig(target.container);
       await beforeChange(fence, `creating ${name}`);
       await docker.createContainer({
+        ...runAs,
         abortSignal,
         name,
         Image: image.reference,
@@ -213,6 +216,7 @@ async function applyRelease(
         HostConfig: {
           PortBindings: { [port]: [{ HostIp: target.hostIp, HostPort: String(target.hostPort) }] },
           RestartPolicy: { Name: 'unless-stopped' },
+          ...hardening,
         },
       });
     }

@@ -184,8 +184,34 @@ function configHash(info: Docker.ContainerInspectInfo): string {
     cmd: (info.Config.Cmd as string[] | undefined) ?? null,
     ports: (info.HostConfig.PortBindings as Record<string, unknown> | undefined) ?? {},
     labels: Object.entries(info.Config.Labels ?? {}).sort(),
+    ...hardeningOf(info),
   };
   return `sha256:${createHash('sha256').update(JSON.stringify(managed)).digest('hex')}`;
+}
+
+/**
+ * How the container runs (user, privileges, capabilities, host namespaces, mounts, limits), read from the engine.
+ * Hashed only for containers created with these settings, so containers from before keep the hash they had.
+ */
+function hardeningOf(info: Docker.ContainerInspectInfo): { hardening?: unknown } {
+  const host = info.HostConfig;
+  const list = (value: unknown): string[] => (Array.isArray(value) ? value.map(String) : []);
+  const [capDrop, capAdd, securityOpt] = [list(host.CapDrop), list(host.CapAdd), list(host.SecurityOpt)];
+  if (!capDrop.length && !securityOpt.length) return {};
+  return {
+    hardening: {
+      user: info.Config.User || '',
+      securityOpt: securityOpt.sort(),
+      capDrop: capDrop.sort(),
+      capAdd: capAdd.sort(),
+      privileged: host.Privileged ?? false,
+      networkMode: host.NetworkMode === 'host' ? 'host' : '',
+      pidMode: host.PidMode ?? '',
+      binds: [...(host.Binds ?? [])].sort(),
+      memory: host.Memory ?? 0,
+      nanoCpus: host.NanoCpus ?? 0,
+    },
+  };
 }
 
 export function releaseStateOf(info: Docker.ContainerInspectInfo | undefined): ReleaseState {

@@ -23,6 +23,8 @@ export function specYaml(o: SpecFixture, extra = ''): string {
 target: docker
 image:
   repository: ${o.repository}
+container:
+  resources: { memory: 64m, cpus: 0.5 }
 healthCheck:
   path: /health
   interval: 200ms

@@ -121,6 +121,7 @@ export function stubActivities(overrides: Partial<Activities> = {}): { activitie
       Promise.resolve({ description: 'Docker 20.10, API 1.41', current: OLD_RELEASE, problems: [] }),
     resolveImage: (_target, repository) =>
       Promise.resolve({ reference: `${repository}@${NEW_DIGEST}`, digest: NEW_DIGEST }),
+    checkSecurity: () => Promise.resolve([]),
     snapshotRelease: () => Promise.resolve(OLD_RELEASE),
     applyRelease: ({ deploymentId, version }) =>
       Promise.resolve({ ...OLD_RELEASE, handle: 'beef', deploymentId, version, imageDigest: NEW_DIGEST }),

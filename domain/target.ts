@@ -4,6 +4,7 @@
  */
 import type { ServiceEnvironment } from './spec.js';
 import { fail } from './failures.js';
+import { type SecretReference, secretReferences } from './secrets.js';
 import type { PinnedImage, ReleaseState } from './release.js';
 
 /** What the Docker activities need to find and run one service in one environment. */
@@ -18,6 +19,8 @@ export interface DockerTarget {
   hostPort: number;
   containerPort: number;
   env: Record<string, string>;
+  /** Variables whose values the driver reads when it creates the container: references only, never values. */
+  secrets?: Record<string, SecretReference>;
   historyLimit: number;
 }
 
@@ -51,6 +54,7 @@ export function targetOf({ service, environment, spec, settings }: ServiceEnviro
       fieldManager: 'deploy-agent',
     };
   const hostPort = settings.docker?.ports[service];
+  const secrets = secretReferences(service, spec.container.secrets, settings.secrets ?? {});
   if (spec.target === 'docker' && settings.docker && hostPort !== undefined)
     return {
       kind: 'docker',
@@ -61,6 +65,7 @@ export function targetOf({ service, environment, spec, settings }: ServiceEnviro
       hostPort,
       containerPort: spec.container.port,
       env: { ...spec.container.env, ...settings.docker.env },
+      ...(Object.keys(secrets).length ? { secrets } : {}),
     };
   // Admission refuses this first; kept so that no other path reaches a target the policy does not describe.
   throw fail('invalid', `the platform policy gives ${service} no ${spec.target} target in ${environment}`);

@@ -1,5 +1,5 @@
 /** YAML documents checked against a schema, every problem reported at once with its line and path in the file. */
-import { isMap, isScalar, LineCounter, parseDocument, type YAMLError } from 'yaml';
+import { type Document, isMap, isScalar, LineCounter, parseDocument, visit, type YAMLError } from 'yaml';
 import { formatProblem, SpecError, type SpecProblem } from './spec.js';
 
 export interface Checked<T> {
@@ -14,6 +14,31 @@ export interface Checked<T> {
 export function yamlSyntaxProblem(error: YAMLError, lineCounter: LineCounter): string {
   const { line, col } = lineCounter.linePos(error.pos[0]);
   return `line ${line}, column ${col}: YAML syntax error (${error.code})`;
+}
+
+/**
+ * The document's value, or where it cannot become one: an alias that names no anchor (`password: *s3cret` is one),
+ * or aliases beyond the parser's limit. The parser's own message would name the alias, that is quote the file.
+ */
+export function yamlValueOf(
+  document: Document.Parsed,
+  lineCounter: LineCounter,
+): { value: unknown } | { problem: string } {
+  try {
+    return { value: document.toJS() };
+  } catch (error) {
+    let at = '';
+    visit(document, {
+      Alias(_, node) {
+        if (node.resolve(document) !== undefined || !node.range) return undefined;
+        const { line, col } = lineCounter.linePos(node.range[0]);
+        at = `line ${line}, column ${col}: `;
+        return visit.BREAK;
+      },
+    });
+    const kind = at ? 'an alias that names no anchor' : (error as Error).name;
+    return { problem: `${at}YAML alias error (${kind})` };
+  }
 }
 
 /** Parses `text` (the content of `file`) and checks it; throws a SpecError naming file, line and path. */
@@ -42,7 +67,9 @@ export function parseYamlFile<T>(text: string, file: string, check: (document: u
     }
     return '';
   };
-  const { value, problems } = check(document.toJS());
+  const plain = yamlValueOf(document, lineCounter);
+  if ('problem' in plain) throw new SpecError(file, [plain.problem]);
+  const { value, problems } = check(plain.value);
   if (value === undefined || problems.length)
     throw new SpecError(
       file,

@@ -8,7 +8,7 @@ import { LineCounter, parseAllDocuments } from 'yaml';
 import type { KubernetesTarget } from '../../domain/kubernetes.js';
 import type { PinnedImage } from '../../domain/release.js';
 import { fail } from '../../domain/failures.js';
-import { yamlSyntaxProblem } from '../../domain/yaml.js';
+import { yamlSyntaxProblem, yamlValueOf } from '../../domain/yaml.js';
 import type { KubeObject } from './client.js';
 
 export const LABEL = {
@@ -136,7 +136,9 @@ export async function loadManifests(target: KubernetesTarget): Promise<KubeObjec
       const error = document.errors[0];
       // Position and kind only: the parser's message quotes the manifest, which may be a Secret's.
       if (error) throw fail('invalid', `${name} document ${index + 1}: ${yamlSyntaxProblem(error, lineCounter)}`);
-      const value: unknown = document.toJS();
+      const plain = yamlValueOf(document, lineCounter);
+      if ('problem' in plain) throw fail('invalid', `${name} document ${index + 1}: ${plain.problem}`);
+      const value = plain.value;
       if (value === null || value === undefined) continue;
       const items = isRecord(value) && value.kind === 'List' && Array.isArray(value.items) ? value.items : [value];
       for (const item of items) objects.push(checked(item, `${name} document ${index + 1}`, target.namespace));

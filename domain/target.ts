@@ -54,7 +54,8 @@ export function targetOf({ service, environment, spec, settings }: ServiceEnviro
       fieldManager: 'deploy-agent',
     };
   const hostPort = settings.docker?.ports[service];
-  const secrets = secretReferences(service, spec.container.secrets, settings.secrets ?? {});
+  // Runs started before secrets existed carry specs and policies without them.
+  const secrets = secretReferences(service, spec.container.secrets ?? {}, settings.secrets ?? {});
   if (spec.target === 'docker' && settings.docker && hostPort !== undefined)
     return {
       kind: 'docker',

@@ -136,8 +136,9 @@ export async function validateTarget(runbook: Runbook, target: ServiceEnvironmen
     specProblems(target.spec).map(formatProblem),
     'spec satisfies policy',
   );
-  // Recorded only for specs that name secrets, so the checks of every other run stay as they were.
-  if (Object.keys(target.spec.container.secrets).length)
+  // Recorded only for specs that name secrets, so the checks of every other run stay as they were (runs started
+  // before secrets existed carry specs without the field).
+  if (Object.keys(target.spec.container.secrets ?? {}).length)
     problems.push(
       ...record('secrets by reference', secretProblems(target).map(formatProblem), 'defined for this service here'),
     );

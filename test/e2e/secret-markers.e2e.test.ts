@@ -296,6 +296,11 @@ healthCheck:
       await connection.close();
     }
     assert.ok(haystacks.length >= 9, `every workflow's history was read (${haystacks.length})`);
+    // Payload contents are searched: the references the requests carried are found there.
+    assert.ok(
+      haystacks.some((h) => h.text.includes('"DB_PASSWORD":"db-password"')),
+      'payloads were read',
+    );
     for (const id of deploymentIds) {
       const status = await cli(['status', id, '--json']);
       assert.ok(status.stdout.length > 0, status.stderr);

@@ -51,6 +51,7 @@ export async function loadPolicyFile(file: string): Promise<LoadedPolicy> {
         cert: absolute(env.docker.tls.cert),
         key: absolute(env.docker.tls.key),
       };
+    for (const source of Object.values(env.secrets)) if ('file' in source) source.file = absolute(source.file);
   }
   return { file, hash: createHash('sha256').update(bytes).digest('hex'), policy, rules };
 }

@@ -4,6 +4,7 @@
  */
 import type { ContainerSpec, ServiceEnvironment } from './spec.js';
 import { fail } from './failures.js';
+import { type SecretReference, secretReferences } from './secrets.js';
 import type { PinnedImage, ReleaseState } from './release.js';
 
 /** What the Docker activities need to find and run one service in one environment. */
@@ -18,6 +19,8 @@ export interface DockerTarget {
   hostPort: number;
   containerPort: number;
   env: Record<string, string>;
+  /** Variables whose values the driver reads when it creates the container: references only, never values. */
+  secrets?: Record<string, SecretReference>;
   historyLimit: number;
   /** How the container runs, secrets by reference name only; absent in runs from before, which get the defaults. */
   container?: DockerContainerSettings;
@@ -61,6 +64,8 @@ export function targetOf({ service, environment, spec, settings }: ServiceEnviro
       fieldManager: 'deploy-agent',
     };
   const hostPort = settings.docker?.ports[service];
+  // Runs started before secrets existed carry specs and policies without them.
+  const secrets = secretReferences(service, spec.container.secrets ?? {}, settings.secrets ?? {});
   if (spec.target === 'docker' && settings.docker && hostPort !== undefined)
     return {
       kind: 'docker',
@@ -72,6 +77,7 @@ export function targetOf({ service, environment, spec, settings }: ServiceEnviro
       containerPort: spec.container.port,
       env: { ...spec.container.env, ...settings.docker.env },
       container: dockerContainerSettings(spec.container),
+      ...(Object.keys(secrets).length ? { secrets } : {}),
     };
   // Admission refuses this first; kept so that no other path reaches a target the policy does not describe.
   throw fail('invalid', `the platform policy gives ${service} no ${spec.target} target in ${environment}`);

@@ -1,10 +1,44 @@
 /** YAML documents checked against a schema, every problem reported at once with its line and path in the file. */
-import { isMap, isScalar, LineCounter, parseDocument } from 'yaml';
+import { type Document, isMap, isScalar, LineCounter, parseDocument, visit, type YAMLError } from 'yaml';
 import { formatProblem, SpecError, type SpecProblem } from './spec.js';
 
 export interface Checked<T> {
   value?: T;
   problems: readonly SpecProblem[];
+}
+
+/**
+ * Where a YAML syntax error is and what kind it is (the parser's code, such as BAD_INDENT), and nothing else: the
+ * parser's message quotes the source around the error, and that line may hold a password.
+ */
+export function yamlSyntaxProblem(error: YAMLError, lineCounter: LineCounter): string {
+  const { line, col } = lineCounter.linePos(error.pos[0]);
+  return `line ${line}, column ${col}: YAML syntax error (${error.code})`;
+}
+
+/**
+ * The document's value, or where it cannot become one: an alias that names no anchor (`password: *s3cret` is one),
+ * or aliases beyond the parser's limit. The parser's own message would name the alias, that is quote the file.
+ */
+export function yamlValueOf(
+  document: Document.Parsed,
+  lineCounter: LineCounter,
+): { value: unknown } | { problem: string } {
+  try {
+    return { value: document.toJS() };
+  } catch (error) {
+    let at = '';
+    visit(document, {
+      Alias(_, node) {
+        if (node.resolve(document) !== undefined || !node.range) return undefined;
+        const { line, col } = lineCounter.linePos(node.range[0]);
+        at = `line ${line}, column ${col}: `;
+        return visit.BREAK;
+      },
+    });
+    const kind = at ? 'an alias that names no anchor' : (error as Error).name;
+    return { problem: `${at}YAML alias error (${kind})` };
+  }
 }
 
 /** Parses `text` (the content of `file`) and checks it; throws a SpecError naming file, line and path. */
@@ -14,10 +48,7 @@ export function parseYamlFile<T>(text: string, file: string, check: (document: u
   if (document.errors.length)
     throw new SpecError(
       file,
-      // Only the first line of the parser's message: the rest quotes the file, which may hold a secret.
-      document.errors.map(
-        (e) => `line ${lineCounter.linePos(e.pos[0]).line}: YAML syntax: ${e.message.split('\n')[0]}`,
-      ),
+      document.errors.map((e) => yamlSyntaxProblem(e, lineCounter)),
     );
   // A field is reported at its key's line; a missing one, which has no node of its own, at its closest parent's.
   const lineOf = (range?: readonly number[] | null) =>
@@ -36,7 +67,9 @@ export function parseYamlFile<T>(text: string, file: string, check: (document: u
     }
     return '';
   };
-  const { value, problems } = check(document.toJS());
+  const plain = yamlValueOf(document, lineCounter);
+  if ('problem' in plain) throw new SpecError(file, [plain.problem]);
+  const { value, problems } = check(plain.value);
   if (value === undefined || problems.length)
     throw new SpecError(
       file,

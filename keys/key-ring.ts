@@ -29,7 +29,7 @@ export const keyRingSchema = z
 export type KeyRingDocument = z.infer<typeof keyRingSchema>;
 
 /** What a key is used for; each purpose derives its own key from every key of the ring. */
-export type KeyPurpose = 'payload' | 'revision';
+export type KeyPurpose = 'payload' | 'revision' | 'fingerprint';
 
 export class KeyRing {
   private readonly material: Map<string, Buffer>;

@@ -7,6 +7,7 @@ import type { ConsistencyReport, PinnedImage, ReleaseState } from '../domain/rel
 import { type Target, targetOf } from '../domain/target.js';
 import { formatProblem, legacySecretEnvProblems, specProblems, type ServiceEnvironment } from '../domain/spec.js';
 import { describeFinding, type SecuritySettings } from '../domain/security.js';
+import { secretProblems } from '../domain/secrets.js';
 import { type Runbook, withinBudget } from './runbook.js';
 
 /** Quick looks at a target: an unreachable one is retried briefly, then reported as unreachable. */
@@ -138,6 +139,12 @@ export async function validateTarget(runbook: Runbook, target: ServiceEnvironmen
     [...specProblems(target.spec), ...legacy].map(formatProblem),
     'spec satisfies policy',
   );
+  // Recorded only for specs that name secrets, so the checks of every other run stay as they were (runs started
+  // before secrets existed carry specs without the field).
+  if (Object.keys(target.spec.container.secrets ?? {}).length)
+    problems.push(
+      ...record('secrets by reference', secretProblems(target).map(formatProblem), 'defined for this service here'),
+    );
   const environment = await look.inspectEnvironment(targetOf(target), target.spec.dependsOn);
   const compatibility = environment.problems.filter((p) => !p.startsWith('dependency'));
   const dependencies = environment.problems.filter((p) => p.startsWith('dependency'));

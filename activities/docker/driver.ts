@@ -40,6 +40,7 @@ import {
 import { dockerPlan, requireApprovedSettings } from './content.js';
 import { dockerFence } from './fence.js';
 import { hardenedConfig } from './hardening.js';
+import { changedVariables, resolveSecrets, secretSourceProblems, withoutSecretValues } from './secrets.js';
 
 const MIN_API_VERSION = '1.41';
 const STOP_TIMEOUT_SECONDS = 10;
@@ -48,15 +49,16 @@ export function dockerDriver(target: DockerTarget): TargetDriver {
   return {
     inspect: (dependsOn) => inspectEnvironment(target, dependsOn),
     resolveImage: (repository, version) => resolveImage(target, repository, version),
-    // The Docker engine has no dry run: the container configuration is checked when it is created.
-    dryRun: () => Promise.resolve([]),
+    // The Docker engine has no dry run: the container configuration is checked when it is created. What can be
+    // checked before is that the worker finds every secret the release names.
+    dryRun: () => secretSourceProblems(target),
     plan: (image) => dockerPlan(target, image),
     snapshot: () => snapshotRelease(target),
     apply: (release) => applyRelease(target, release),
     awaitReady: (check: HealthCheckSpec) => awaitHealthy({ check, host: target.hostIp, port: target.hostPort }),
     restore: (to, { keepCurrent }) => restoreRelease(target, to, keepCurrent),
     verify: async (expected) => verifyRelease(target, expected),
-    diff: (from, to) => Promise.resolve(diffRelease(target, from, to)),
+    diff: (from, to) => diffRelease(target, from, to),
     keptReleases: () => keptReleases(target),
     prune: () => pruneHistory(target),
   };
@@ -118,8 +120,8 @@ async function snapshotRelease(target: DockerTarget): Promise<ReleaseState> {
 }
 
 /** What runs as this target's release; a container at the live name that is someone else's is not it. */
-async function liveRelease(target: DockerTarget): Promise<ReleaseState> {
-  return call(target, async (docker) => releaseStateOf((await findLive(docker, target)).live));
+async function liveRelease(target: DockerTarget, hashLike?: string): Promise<ReleaseState> {
+  return call(target, async (docker) => releaseStateOf((await findLive(docker, target)).live, hashLike));
 }
 
 /** A pull's progress message; a pull that fails after the engine answered 200 ends with one that has `error`. */
@@ -183,6 +185,8 @@ async function applyRelease(
   return call(target, async (docker) => {
     // Refused before anything changes, the fence included, when the live name is someone else's.
     await liveContainer(docker, target);
+    // Read before anything changes too: a secret the worker cannot find stops the release here.
+    const secrets = await resolveSecrets(target);
     const fence = dockerFence(docker, target, attemptToken());
     const abortSignal = cancellationSignal();
     await fence.take();
@@ -200,25 +204,29 @@ async function applyRelease(
       const port = `${target.containerPort}/tcp`;
       const { HostConfig: hardening, ...runAs } = hardenedConfig(target.container);
       await beforeChange(fence, `creating ${name}`);
-      await docker.createContainer({
-        ...runAs,
-        abortSignal,
-        name,
-        Image: image.reference,
-        Env: Object.entries(target.env).map(([key, value]) => `${key}=${value}`),
-        ExposedPorts: { [port]: {} },
-        Labels: {
-          [LABEL.service]: target.service,
-          [LABEL.environment]: target.environment,
-          [LABEL.deploymentId]: deploymentId,
-          [LABEL.version]: version,
-        },
-        HostConfig: {
-          PortBindings: { [port]: [{ HostIp: target.hostIp, HostPort: String(target.hostPort) }] },
-          RestartPolicy: { Name: 'unless-stopped' },
-          ...hardening,
-        },
-      });
+      await docker
+        .createContainer({
+          ...runAs,
+          abortSignal,
+          name,
+          Image: image.reference,
+          Env: [...Object.entries(target.env).map(([key, value]) => `${key}=${value}`), ...secrets.env],
+          ExposedPorts: { [port]: {} },
+          Labels: {
+            [LABEL.service]: target.service,
+            [LABEL.environment]: target.environment,
+            [LABEL.deploymentId]: deploymentId,
+            [LABEL.version]: version,
+          },
+          HostConfig: {
+            PortBindings: { [port]: [{ HostIp: target.hostIp, HostPort: String(target.hostPort) }] },
+            RestartPolicy: { Name: 'unless-stopped' },
+            ...hardening,
+          },
+        })
+        .catch((error: unknown) => {
+          throw withoutSecretValues(error, secrets.values);
+        });
     }
     const created = await docker.getContainer(name).inspect();
     await beforeChange(fence, `starting ${name}`);
@@ -295,16 +303,30 @@ async function restoreRelease(target: DockerTarget, to: ReleaseState, keepCurren
 }
 
 async function verifyRelease(target: DockerTarget, expected: ReleaseState): Promise<ConsistencyReport> {
-  return compareReleases(expected, await liveRelease(target));
+  return compareReleases(expected, await liveRelease(target, expected.configHash));
 }
 
-/** One container per release: it is added, or its image and configuration changed. */
-function diffRelease(target: DockerTarget, from: ReleaseState, to: ReleaseState): ReleaseDiff {
+/**
+ * One container per release: it is added, or its image and configuration changed. Changed variables are named
+ * (`env.NAME`), read from both containers while they exist; their values never leave the engine.
+ */
+async function diffRelease(target: DockerTarget, from: ReleaseState, to: ReleaseState): Promise<ReleaseDiff> {
   const container = `Container/${activeName(target)}`;
   if (!from.present) return { added: [container], removed: [], changed: [], unchanged: 0 };
+  const variables =
+    from.handle && to.handle
+      ? await call(target, async (docker) => {
+          const [before, after] = await Promise.all([
+            inspect(docker, from.handle ?? ''),
+            inspect(docker, to.handle ?? ''),
+          ]);
+          return before && after ? changedVariables(before.Config.Env ?? [], after.Config.Env ?? []) : [];
+        })
+      : [];
   const fields = compareReleases(from, to)
     .checks.filter((c) => !c.equal && (c.field === 'imageDigest' || c.field === 'configHash'))
-    .map((c) => c.field);
+    .map((c) => c.field)
+    .concat(variables.map((name) => `env.${name}`));
   return fields.length
     ? { added: [], removed: [], changed: [{ object: container, fields }], unchanged: 0 }
     : { added: [], removed: [], changed: [], unchanged: 1 };

@@ -12,12 +12,12 @@
  * restore moves the live release to the new name. A container at the live name labelled for anyone else (or for no
  * one) is never taken over.
  */
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import Docker from 'dockerode';
 import { fail, isConnectionError, messageOf, unreachable } from '../../domain/failures.js';
 import type { ReleaseState } from '../../domain/release.js';
 import type { DockerTarget } from '../../domain/target.js';
+import { fingerprint } from '../../keys/fingerprint.js';
 
 export const LABEL = {
   service: 'deploy-agent.service',
@@ -176,8 +176,12 @@ export async function inspect(docker: Docker, nameOrId: string): Promise<Docker.
   }
 }
 
-/** The hash of what we manage, read from the live container rather than from our own labels. */
-function configHash(info: Docker.ContainerInspectInfo): string {
+/**
+ * The hash of what we manage, read from the live container rather than from our own labels. Keyed: the Env holds
+ * secret values, and a plain hash of them in a history could be tested against guesses. `like` is a hash recorded
+ * earlier, whose scheme and key this one must use to be comparable with it.
+ */
+function configHash(info: Docker.ContainerInspectInfo, like?: string): string {
   const managed = {
     image: info.Config.Image,
     env: [...(info.Config.Env ?? [])].sort(),
@@ -186,7 +190,7 @@ function configHash(info: Docker.ContainerInspectInfo): string {
     labels: Object.entries(info.Config.Labels ?? {}).sort(),
     ...hardeningOf(info),
   };
-  return `sha256:${createHash('sha256').update(JSON.stringify(managed)).digest('hex')}`;
+  return fingerprint(JSON.stringify(managed), like);
 }
 
 /**
@@ -214,7 +218,7 @@ function hardeningOf(info: Docker.ContainerInspectInfo): { hardening?: unknown }
   };
 }
 
-export function releaseStateOf(info: Docker.ContainerInspectInfo | undefined): ReleaseState {
+export function releaseStateOf(info: Docker.ContainerInspectInfo | undefined, hashLike?: string): ReleaseState {
   if (!info) return { present: false, running: false };
   const labels = info.Config.Labels ?? {};
   const pinned = /@(sha256:[a-f0-9]{64})$/.exec(info.Config.Image)?.[1];
@@ -224,7 +228,7 @@ export function releaseStateOf(info: Docker.ContainerInspectInfo | undefined): R
     deploymentId: labels[LABEL.deploymentId],
     version: labels[LABEL.version],
     imageDigest: pinned ?? info.Image,
-    configHash: configHash(info),
+    configHash: configHash(info, hashLike),
     running: info.State.Running,
   };
 }

@@ -69,11 +69,26 @@ export interface Cluster {
   resource(apiVersion: string, kind: string): Promise<ApiResource | undefined>;
 }
 
+/**
+ * A kubeconfig holds tokens and keys, and the YAML parser's message quotes the lines around an error: only the
+ * position and the kind of error are reported.
+ */
+function loadKubeconfigFile(kc: KubeConfig, file: string): void {
+  try {
+    kc.loadFromFile(file);
+  } catch (error) {
+    const { mark, reason } = error as { mark?: { line: number; column: number }; reason?: unknown };
+    if (!mark) throw fail('invalid', `kubeconfig ${file} cannot be loaded: ${(error as Error).message}`);
+    const kind = typeof reason === 'string' && /^[a-z ,-]+$/i.test(reason) ? reason : 'YAML syntax error';
+    throw fail('invalid', `kubeconfig ${file}: line ${mark.line + 1}, column ${mark.column + 1}: ${kind}`);
+  }
+}
+
 function loadConfig(target: KubernetesTarget): KubeConfig {
   const kc = new KubeConfig();
   if (target.kubeconfig) {
     if (!existsSync(target.kubeconfig)) throw fail('invalid', `kubeconfig ${target.kubeconfig} does not exist`);
-    kc.loadFromFile(target.kubeconfig);
+    loadKubeconfigFile(kc, target.kubeconfig);
   } else kc.loadFromDefault();
   if (target.context) {
     if (!kc.getContextObject(target.context))

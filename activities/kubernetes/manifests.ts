@@ -4,10 +4,11 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { LineCounter, parseAllDocuments } from 'yaml';
 import type { KubernetesTarget } from '../../domain/kubernetes.js';
 import type { PinnedImage } from '../../domain/release.js';
 import { fail } from '../../domain/failures.js';
+import { yamlSyntaxProblem, yamlValueOf } from '../../domain/yaml.js';
 import type { KubeObject } from './client.js';
 import { checkObjectNames } from './names.js';
 
@@ -131,11 +132,15 @@ export async function loadManifests(target: KubernetesTarget): Promise<KubeObjec
   const objects: KubeObject[] = [];
   for (const file of await manifestFiles(target.manifestsDir)) {
     const name = path.relative(target.manifestsDir, file);
-    const documents = parseAllDocuments(await readFile(file, 'utf8'));
+    const lineCounter = new LineCounter();
+    const documents = parseAllDocuments(await readFile(file, 'utf8'), { lineCounter, prettyErrors: false });
     for (const [index, document] of documents.entries()) {
       const error = document.errors[0];
-      if (error) throw fail('invalid', `${name} document ${index + 1}: ${error.message}`);
-      const value: unknown = document.toJS();
+      // Position and kind only: the parser's message quotes the manifest, which may be a Secret's.
+      if (error) throw fail('invalid', `${name} document ${index + 1}: ${yamlSyntaxProblem(error, lineCounter)}`);
+      const plain = yamlValueOf(document, lineCounter);
+      if ('problem' in plain) throw fail('invalid', `${name} document ${index + 1}: ${plain.problem}`);
+      const value = plain.value;
       if (value === null || value === undefined) continue;
       const items = isRecord(value) && value.kind === 'List' && Array.isArray(value.items) ? value.items : [value];
       for (const item of items) objects.push(checked(item, `${name} document ${index + 1}`, target.namespace));

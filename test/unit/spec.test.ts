@@ -121,7 +121,7 @@ release:
   it('refuses YAML syntax errors with their line', async () => {
     const found = await problems('service: web\nimage: [unclosed\n');
     assert.equal(found.length, 1);
-    assert.match(found[0] ?? '', /^line \d+: YAML syntax/);
+    assert.match(found[0] ?? '', /^line \d+, column \d+: YAML syntax error \([A-Z_]+\)$/);
   });
 
   it('refuses an unreadable file', async () => {

@@ -24,6 +24,7 @@ import { startKubeControlPlane, workerKubeconfig } from '../../stack/kube.js';
 import { freePort } from '../../stack/processes.js';
 import { type CliResult, runCli } from '../support/cli.js';
 import { testKeysEnv } from '../support/keys.js';
+import { testDataConverter } from '../support/temporal.js';
 import { fileHaystacks, findMarkers, type Haystack, historyHaystacks, newMarker } from '../support/markers.js';
 import {
   dockerEnvironment,
@@ -290,8 +291,8 @@ healthCheck:
     const haystacks: Haystack[] = [];
     const connection = await Connection.connect({ address: temporal.address });
     try {
-      // The lead's payload codec goes here once it exists: { dataConverter: { payloadCodecs: [codec] } }.
-      haystacks.push(...(await historyHaystacks(new Client({ connection }))));
+      // Stored payloads are ciphertext: each is searched as stored and decrypted with the worker's keys.
+      haystacks.push(...(await historyHaystacks(new Client({ connection }), { dataConverter: testDataConverter() })));
     } finally {
       await connection.close();
     }

@@ -202,6 +202,15 @@ describe('Temporal Web UI with sign-in: decoded input for payload readers only',
     }
   });
 
+  it("keeps the users' tokens out of the codec server's and the UI server's logs", async () => {
+    for (const file of [codec!.logFile, ui!.logFile]) {
+      const log = await readFile(file, 'utf8');
+      assert.ok(log.length > 0, `${file} is written`);
+      // Every JWT starts with the base64 of '{"': a token would show as eyJ...
+      assert.doesNotMatch(log, /eyJ[\w-]{10,}\.[\w-]{10,}/, `a token in ${file}`);
+    }
+  });
+
   /** A fresh browser context per user (no shared session), with a screenshot when the work fails. */
   async function withPage(t: TestContext, user: string, work: (page: Page) => Promise<void>): Promise<void> {
     const context: BrowserContext = await browser!.newContext({ viewport: { width: 1400, height: 1400 } });

@@ -62,6 +62,8 @@ describe('Temporal Web UI with sign-in: decoded input for payload readers only',
 
   before(async () => {
     workDir = await mkdtemp(path.join(tmpdir(), 'codec-ui-'));
+    // Screenshots of an earlier run must not pass for this one's.
+    await rm(ARTIFACTS, { recursive: true, force: true });
     await mkdir(ARTIFACTS, { recursive: true });
     const keycloak = await useKeycloak();
     docker = await startLocalDockerStack(path.join(workDir, 'docker'));

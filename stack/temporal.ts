@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const PROVISION_HINT = 'run `bash stack/provision.sh` first';
+const UI_PROVISION_HINT = 'run `bash stack/provision-ui.sh` first';
 
 /** The `temporal` CLI (dev server): the provisioned one, else `temporal` on PATH. */
 export function temporalCliPath(): string {
@@ -21,12 +22,23 @@ export function timeSkippingServerPath(): string {
   return firstExecutable([cached, onPath('temporal-test-server')], `the Temporal time-skipping test server ${version}`);
 }
 
-function firstExecutable(candidates: (string | undefined)[], what: string): string {
+/** The standalone Temporal Web UI server (sign-in, codec with the user's token): provisioned by stack/provision-ui.sh. */
+export function temporalUiServerPath(): string {
+  const version = pinnedVersion('TEMPORAL_UI_SERVER_VERSION');
+  const cached = path.join(cacheDir(), `temporal-ui-server-${version}`, 'temporal-ui-server');
+  return firstExecutable(
+    [cached, onPath('temporal-ui-server')],
+    `the Temporal UI server ${version}`,
+    UI_PROVISION_HINT,
+  );
+}
+
+function firstExecutable(candidates: (string | undefined)[], what: string, hint = PROVISION_HINT): string {
   for (const candidate of candidates) {
     if (candidate && isExecutable(candidate)) return candidate;
   }
   const looked = candidates.filter((c): c is string => c !== undefined).join(', ');
-  throw new Error(`${what} is not installed (looked at ${looked || 'nothing'} and PATH); ${PROVISION_HINT}`);
+  throw new Error(`${what} is not installed (looked at ${looked || 'nothing'} and PATH); ${hint}`);
 }
 
 function isExecutable(file: string): boolean {

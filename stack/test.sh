@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 bash stack/provision.sh
 bash stack/provision-kube.sh
 bash stack/provision-keycloak.sh
+bash stack/provision-ui.sh
 . stack/node.sh
 npm run --silent build
 npm run --silent lint

@@ -75,6 +75,7 @@ export function liveSettings(
   info: Docker.ContainerInspectInfo,
   imageEnv: readonly string[],
   intended: Settings,
+  imageUser = '',
 ): Settings {
   const host = info.HostConfig;
   const [port, bindings] =
@@ -101,7 +102,8 @@ export function liveSettings(
       const secret = `secrets.${name}`;
       return intended.has(secret) ? [secret, intended.get(secret) ?? ''] : [`env.${name}`, entry.slice(at + 1)];
     }),
-    ['user', info.Config.User],
+    // The engine reports the image's own USER for a container created without one: that is no setting.
+    ['user', info.Config.User === imageUser ? undefined : info.Config.User],
     ['privileged', String(host.Privileged ?? false)],
     ['capabilities', [...((host.CapAdd as string[] | null | undefined) ?? [])].sort().join(',')],
     ['hostNetwork', String(host.NetworkMode === 'host')],
@@ -142,16 +144,14 @@ export async function dockerPlan(target: DockerTarget, image: PinnedImage): Prom
   return call(target, async (docker) => {
     const intended = intendedSettings(target, image);
     const { live } = await findLive(docker, target);
-    const imageEnv = live
-      ? ((
-          await docker
-            .getImage(live.Image)
-            .inspect()
-            .catch(() => undefined)
-        )?.Config.Env ?? [])
-      : [];
+    const liveImage = live
+      ? await docker
+          .getImage(live.Image)
+          .inspect()
+          .catch(() => undefined)
+      : undefined;
     const configChanges = live
-      ? changedSettings(liveSettings(live, imageEnv, intended), intended)
+      ? changedSettings(liveSettings(live, liveImage?.Config.Env ?? [], intended, liveImage?.Config.User), intended)
       : [...intended.keys()].sort();
     const imageChanged = releaseStateOf(live).imageDigest !== image.digest;
     return {

@@ -17,20 +17,24 @@ export interface SpecFixture {
   healthyWithin?: string;
 }
 
-/** A Docker service spec, health checked fast enough for tests. */
+/**
+ * A Docker service spec, health checked fast enough for tests, inside limits. `extra` is more YAML; a `container:`
+ * block at its start is merged into the spec's own.
+ */
 export function specYaml(o: SpecFixture, extra = ''): string {
+  const [, containerLines = '', rest = extra] = /^container:\n((?: {2}.*\n)*)([^]*)$/.exec(extra) ?? [];
   return `service: ${o.service ?? 'web-shop'}
 target: docker
 image:
   repository: ${o.repository}
 container:
   resources: { memory: 64m, cpus: 0.5 }
-healthCheck:
+${containerLines}healthCheck:
   path: /health
   interval: 200ms
   timeout: 1s
   healthyWithin: ${o.healthyWithin ?? '8s'}
-${o.sourceRepository ? `source:\n  repository: ${o.sourceRepository}\n` : ''}${extra}`;
+${o.sourceRepository ? `source:\n  repository: ${o.sourceRepository}\n` : ''}${rest}`;
 }
 
 export type PolicyDocument = Record<string, unknown>;

@@ -66,6 +66,14 @@ describe('Docker release content', () => {
     assert.deepEqual(changedSettings(live, intended), []);
   });
 
+  it("takes the image's own USER, which the engine reports for a container created without one, for no setting", () => {
+    const intended = intendedSettings({ ...target, container: { ...target.container!, user: undefined } }, image);
+    const live = liveSettings(inspected(['LOG_LEVEL=info', 'DB_PASSWORD=s3cret']), [], intended, '1000');
+    assert.deepEqual(changedSettings(live, intended), []);
+    const other = liveSettings(inspected(['LOG_LEVEL=info', 'DB_PASSWORD=s3cret']), [], intended, '65534');
+    assert.deepEqual(changedSettings(other, intended), ['user']);
+  });
+
   it('names each changed setting, never its value', () => {
     const intended = intendedSettings({ ...target, env: { LOG_LEVEL: 'debug', NEW: 'x' } }, image);
     const live = liveSettings(

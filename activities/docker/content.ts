@@ -69,13 +69,16 @@ export function intendedSettings(target: DockerTarget, image: PinnedImage): Sett
 /**
  * The same settings read from a live container. Its environment also holds the image's own variables (PATH, ...),
  * which are left out; a variable the new release fills from a secret reference is that secret, whose value is not
- * compared (the reference it came from is not recorded on the container).
+ * compared (the reference it came from is not recorded on the container). Its user is the image's own `USER` when
+ * the spec set none: that is no setting of the release either.
  */
 export function liveSettings(
   info: Docker.ContainerInspectInfo,
   imageEnv: readonly string[],
   intended: Settings,
+  imageUser = '',
 ): Settings {
+  const user = info.Config.User === imageUser && !intended.has('user') ? undefined : info.Config.User;
   const host = info.HostConfig;
   const [port, bindings] =
     Object.entries((host.PortBindings ?? {}) as Record<string, { HostIp?: string; HostPort?: string }[]>)[0] ?? [];
@@ -101,7 +104,7 @@ export function liveSettings(
       const secret = `secrets.${name}`;
       return intended.has(secret) ? [secret, intended.get(secret) ?? ''] : [`env.${name}`, entry.slice(at + 1)];
     }),
-    ['user', info.Config.User],
+    ['user', user],
     ['privileged', String(host.Privileged ?? false)],
     ['capabilities', [...((host.CapAdd as string[] | null | undefined) ?? [])].sort().join(',')],
     ['hostNetwork', String(host.NetworkMode === 'host')],
@@ -142,16 +145,17 @@ export async function dockerPlan(target: DockerTarget, image: PinnedImage): Prom
   return call(target, async (docker) => {
     const intended = intendedSettings(target, image);
     const { live } = await findLive(docker, target);
-    const imageEnv = live
-      ? ((
-          await docker
-            .getImage(live.Image)
-            .inspect()
-            .catch(() => undefined)
-        )?.Config.Env ?? [])
-      : [];
+    const liveImage = live
+      ? await docker
+          .getImage(live.Image)
+          .inspect()
+          .catch(() => undefined)
+      : undefined;
     const configChanges = live
-      ? changedSettings(liveSettings(live, imageEnv, intended), intended)
+      ? changedSettings(
+          liveSettings(live, liveImage?.Config.Env ?? [], intended, liveImage?.Config.User ?? ''),
+          intended,
+        )
       : [...intended.keys()].sort();
     const imageChanged = releaseStateOf(live).imageDigest !== image.digest;
     return {

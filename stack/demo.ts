@@ -42,6 +42,11 @@ const RELEASES = [
   { version: '1.1.0', healthy: false, manifests: 'bad', change: 'New checkout page (it never becomes ready)' },
 ];
 type Release = (typeof RELEASES)[number];
+/** Pod security admission labels: the cluster refuses pods that break the restricted standard, and warns of them. */
+const RESTRICTED_POD_SECURITY = {
+  'pod-security.kubernetes.io/enforce': 'restricted',
+  'pod-security.kubernetes.io/warn': 'restricted',
+};
 
 const fill = (template: string, values: Record<string, string>) =>
   template.replace(/\$\{(\w+)\}/g, (_, name: string) => values[name] ?? '');
@@ -103,12 +108,22 @@ async function prepareKubernetes(
   stops.push(() => plane.stop());
   const config = new KubeConfig();
   config.loadFromFile(plane.kubeconfigPath);
-  await config.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: 'shop' } } });
+  // The platform team creates the namespace, and with it the pod security level the cluster enforces in it: the
+  // restricted standard, which the security rules require of a protected environment.
+  await config.makeApiClient(CoreV1Api).createNamespace({
+    body: { metadata: { name: 'shop', labels: RESTRICTED_POD_SECURITY } },
+  });
   printLine(`  kubectl --kubeconfig ${plane.kubeconfigPath} -n shop get deploy,rs,pods,cm`);
   const template = await readFile(join(EXAMPLES, 'demo', 'deploy-kubernetes.yaml'), 'utf8');
   return {
     where: `in namespace shop (kubeconfig ${plane.kubeconfigPath})`,
-    production: { kubernetes: { kubeconfig: plane.kubeconfigPath, namespace: 'shop' } },
+    production: {
+      kubernetes: { kubeconfig: plane.kubeconfigPath, namespace: 'shop' },
+      // The example release keeps a Secret in its manifests so that the demo shows a Secret restored with the rest.
+      // That is not how production secrets should travel (they would sit in git): the rule stays on, as a warning the
+      // report shows, instead of the refusal a protected environment gets by default.
+      security: { 'no-secret-manifests': 'warn' },
+    },
     specFor: async (release) => {
       const manifests = join(workDir, 'manifests', release.manifests);
       await cp(join(EXAMPLES, 'kubernetes', release.manifests), manifests, { recursive: true });

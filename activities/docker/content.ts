@@ -69,7 +69,8 @@ export function intendedSettings(target: DockerTarget, image: PinnedImage): Sett
 /**
  * The same settings read from a live container. Its environment also holds the image's own variables (PATH, ...),
  * which are left out; a variable the new release fills from a secret reference is that secret, whose value is not
- * compared (the reference it came from is not recorded on the container).
+ * compared (the reference it came from is not recorded on the container). Its user is the image's own `USER` when
+ * the spec set none: that is no setting of the release either.
  */
 export function liveSettings(
   info: Docker.ContainerInspectInfo,
@@ -77,6 +78,7 @@ export function liveSettings(
   intended: Settings,
   imageUser = '',
 ): Settings {
+  const user = info.Config.User === imageUser && !intended.has('user') ? undefined : info.Config.User;
   const host = info.HostConfig;
   const [port, bindings] =
     Object.entries((host.PortBindings ?? {}) as Record<string, { HostIp?: string; HostPort?: string }[]>)[0] ?? [];
@@ -102,8 +104,7 @@ export function liveSettings(
       const secret = `secrets.${name}`;
       return intended.has(secret) ? [secret, intended.get(secret) ?? ''] : [`env.${name}`, entry.slice(at + 1)];
     }),
-    // The engine reports the image's own USER for a container created without one: that is no setting.
-    ['user', info.Config.User === imageUser ? undefined : info.Config.User],
+    ['user', user],
     ['privileged', String(host.Privileged ?? false)],
     ['capabilities', [...((host.CapAdd as string[] | null | undefined) ?? [])].sort().join(',')],
     ['hostNetwork', String(host.NetworkMode === 'host')],
@@ -151,7 +152,10 @@ export async function dockerPlan(target: DockerTarget, image: PinnedImage): Prom
           .catch(() => undefined)
       : undefined;
     const configChanges = live
-      ? changedSettings(liveSettings(live, liveImage?.Config.Env ?? [], intended, liveImage?.Config.User), intended)
+      ? changedSettings(
+          liveSettings(live, liveImage?.Config.Env ?? [], intended, liveImage?.Config.User ?? ''),
+          intended,
+        )
       : [...intended.keys()].sort();
     const imageChanged = releaseStateOf(live).imageDigest !== image.digest;
     return {

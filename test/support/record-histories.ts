@@ -82,6 +82,13 @@ class Recorder {
     return id;
   }
 
+  /** Casts a vote with the CLI that the gate must refuse (exit 2). */
+  async refusedVote(user: string, args: string[]): Promise<void> {
+    const result = await runCli(args, { ...this.env, DEPLOY_AGENT_USER: user });
+    if (result.code !== 2)
+      throw new Error(`deploy-agent ${args.join(' ')}: exit ${result.code}, expected 2\n${result.stderr}`);
+  }
+
   handle(id: string): WorkflowHandle {
     const { workflowId, runId } = parseDeploymentId(id);
     return this.client.workflow.getHandle(workflowId, runId);
@@ -194,11 +201,14 @@ async function recordTarget(recorder: Recorder, target: TargetScenarios): Promis
     recorder.start('ci-bot', ['deploy', '-f', await target.spec(version), '--env', env, '--version', version]);
   const { kind } = target;
   try {
-    // A deploy waiting at its approval gate, with a refused vote (the requester's own, by signal) recorded.
+    // A deploy waiting at its approval gate, with refused votes recorded: the requester's own, by signal, and an
+    // approver's approval of other content than the plan's.
     const waiting = await deploy('production', '1.0.0');
     await recorder.until(waiting, 'awaiting approval', (s) => s.state === 'awaiting-approval');
     await recorder.handle(waiting).signal(voteSignal, { approver: 'ci-bot', decision: 'approve' });
     await recorder.until(waiting, 'the refused vote', (s) => (s.approval?.refused.length ?? 0) > 0);
+    await recorder.refusedVote('alice', ['approve', waiting, '--content-hash', `sha256:${'0'.repeat(64)}`]);
+    await recorder.until(waiting, 'the refused approval', (s) => (s.approval?.refused.length ?? 0) > 1);
     await recorder.record(waiting, kind, 'approval-waiting');
     await recorder.terminateOpen();
 
@@ -256,6 +266,8 @@ async function dockerScenarios(workDir: string, docker: LocalDockerStack): Promi
 target: docker
 image:
   repository: ${docker.registry.address}/web-shop
+container:
+  resources: { memory: 64m, cpus: 0.5 }
 healthCheck:
   path: /health
   interval: 200ms
@@ -289,7 +301,10 @@ async function kubernetesScenarios(
   kc.loadFromFile(plane.kubeconfigPath);
   const core = kc.makeApiClient(k8s.CoreV1Api);
   const namespaces = { staging: 'shop', production: 'shop-production', canary: 'shop-canary' };
-  for (const name of Object.values(namespaces)) await core.createNamespace({ body: { metadata: { name } } });
+  // Created as a platform team would: pods that break the restricted standard are refused (a protected environment's
+  // security rules require the label).
+  const labels = { 'pod-security.kubernetes.io/enforce': 'restricted' };
+  for (const name of Object.values(namespaces)) await core.createNamespace({ body: { metadata: { name, labels } } });
   const specs = new Map<string, string>();
   for (const release of ['web-shop', 'web-shop-v2']) {
     const dir = path.join(workDir, `release-${release}`);
@@ -319,6 +334,8 @@ source:
     kind: 'kubernetes',
     policy: recordingPolicy(workDir, (name) => ({
       kubernetes: { kubeconfig: plane.kubeconfigPath, namespace: namespaces[name] },
+      // The fixtures keep a Secret in their manifests: restore must prove a rotated Secret reverted. Flagged, not refused.
+      security: { 'no-secret-manifests': 'warn' },
     })),
     spec: (version) => Promise.resolve(specs.get(version === '2.0.0' ? 'web-shop-v2' : 'web-shop') ?? ''),
     async breakRestore(recorder, id) {

@@ -66,12 +66,17 @@ describe('Docker release content', () => {
     assert.deepEqual(changedSettings(live, intended), []);
   });
 
-  it("takes the image's own USER, which the engine reports for a container created without one, for no setting", () => {
-    const intended = intendedSettings({ ...target, container: { ...target.container!, user: undefined } }, image);
-    const live = liveSettings(inspected(['LOG_LEVEL=info', 'DB_PASSWORD=s3cret']), [], intended, '1000');
-    assert.deepEqual(changedSettings(live, intended), []);
-    const other = liveSettings(inspected(['LOG_LEVEL=info', 'DB_PASSWORD=s3cret']), [], intended, '65534');
-    assert.deepEqual(changedSettings(other, intended), ['user']);
+  it("takes the image's own USER for no setting when the spec sets no user, and a changed user for one", () => {
+    const live = (intended: Map<string, string>, imageUser: string) =>
+      liveSettings(inspected(['LOG_LEVEL=info', 'DB_PASSWORD=s3cret']), [], intended, imageUser);
+    const noUser = intendedSettings({ ...target, container: { ...target.container!, user: undefined } }, image);
+    // The live container's user 1000 came from its image: the release sets none, and sets none now either.
+    assert.deepEqual(changedSettings(live(noUser, '1000'), noUser), []);
+    // The image says another user: 1000 was the spec's, and the new release no longer sets it.
+    assert.deepEqual(changedSettings(live(noUser, 'nobody'), noUser), ['user']);
+    // The spec sets the image's user explicitly: the same as what runs.
+    const withUser = intendedSettings(target, image);
+    assert.deepEqual(changedSettings(live(withUser, '1000'), withUser), []);
   });
 
   it('names each changed setting, never its value', () => {

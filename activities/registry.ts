@@ -29,9 +29,8 @@ export function registryUrl(repository: string, path: string): string {
 }
 
 export async function resolveRegistryImage(repository: string, version: string): Promise<PinnedImage> {
-  const { registry, name } = split(repository);
-  const loopback = /^(127\.|localhost|\[::1\])/.test(registry);
-  const url = `${loopback ? 'http' : 'https'}://${registry}/v2/${name}/manifests/${encodeURIComponent(version)}`;
+  const { registry } = split(repository);
+  const url = registryUrl(repository, `manifests/${encodeURIComponent(version)}`);
   let response: Response;
   try {
     response = await fetch(url, {
@@ -48,4 +47,36 @@ export async function resolveRegistryImage(repository: string, version: string):
   if (!digest || !/^sha256:[a-f0-9]{64}$/.test(digest))
     throw fail('invalid', `registry ${registry} gave no content digest for ${repository}:${version}`);
   return { reference: `${repository}@${digest}`, digest };
+}
+
+const ARCHITECTURES: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm' };
+
+interface ManifestOrIndex {
+  manifests?: { digest: string; platform?: { os?: string; architecture?: string } }[];
+  config?: { digest: string };
+}
+
+async function registryJson<T>(repository: string, path: string, accept?: string): Promise<T> {
+  const response = await fetch(registryUrl(repository, path), {
+    headers: accept ? { Accept: accept } : {},
+    signal: AbortSignal.timeout(TIMEOUT_MS),
+  });
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  return (await response.json()) as T;
+}
+
+/** The USER of an image's configuration, for this machine's architecture when the image is an index. */
+export async function registryImageUser(repository: string, digest: string): Promise<string | undefined> {
+  let manifest = await registryJson<ManifestOrIndex>(repository, `manifests/${digest}`, MANIFEST_TYPES);
+  if (manifest.manifests) {
+    const architecture = ARCHITECTURES[process.arch] ?? process.arch;
+    const chosen =
+      manifest.manifests.find((m) => m.platform?.os === 'linux' && m.platform.architecture === architecture) ??
+      manifest.manifests[0];
+    if (!chosen) return undefined;
+    manifest = await registryJson<ManifestOrIndex>(repository, `manifests/${chosen.digest}`, MANIFEST_TYPES);
+  }
+  if (!manifest.config) return undefined;
+  const config = await registryJson<{ config?: { User?: string } }>(repository, `blobs/${manifest.config.digest}`);
+  return config.config?.User ?? '';
 }

@@ -17,21 +17,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=stack/versions.sh
 . "$here/versions.sh"
 
-log() { echo "provision-keycloak: $*" >&2; }
-
-# Output of a step is shown only when it fails, so a warm run stays quiet and a cold one stays readable.
-run_logged() {
-  local logfile="$1"
-  shift
-  if ! "$@" >>"$logfile" 2>&1; then
-    tail -n 60 "$logfile" >&2
-    log "failed: $* (full log: $logfile)"
-    return 1
-  fi
-}
-
-logs_dir="$DEPLOY_AGENT_CACHE/logs"
-mkdir -p "$logs_dir"
+PROVISION_NAME=provision-keycloak
+# shellcheck source=stack/provision-common.sh
+. "$here/provision-common.sh"
 
 # The machine's default java is 17; Keycloak is run and measured with the Temurin 25 these machines ship, so a JDK 25
 # must be there already.

@@ -13,27 +13,14 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=stack/versions.sh
 . "$here/versions.sh"
 
-log() { echo "provision-kube: $*" >&2; }
-
-# Output of a build is shown only when it fails, so a warm run stays quiet and a cold one stays readable.
-run_logged() {
-  local logfile="$1"
-  shift
-  if ! "$@" >"$logfile" 2>&1; then
-    tail -n 60 "$logfile" >&2
-    log "failed: $* (full log: $logfile)"
-    return 1
-  fi
-}
-
+PROVISION_NAME=provision-kube
+# shellcheck source=stack/provision-common.sh
+. "$here/provision-common.sh"
 # Static binaries: nothing here needs cgo, and static ones survive a libc change on the machine.
 export CGO_ENABLED=0
 # The machine's Go must build these versions as-is; fetching another toolchain would hide a version drift.
 export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 export GOFLAGS="${GOFLAGS:-} -modcacherw"
-
-logs_dir="$DEPLOY_AGENT_CACHE/logs"
-mkdir -p "$logs_dir"
 
 install_etcd() {
   if command -v etcd >/dev/null 2>&1; then

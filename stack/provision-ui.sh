@@ -13,38 +13,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=stack/versions.sh
 . "$here/versions.sh"
 
-log() { echo "provision-ui: $*" >&2; }
+PROVISION_NAME=provision-ui
+# shellcheck source=stack/provision-common.sh
+. "$here/provision-common.sh"
 
-# Output of a step is shown only when it fails, so a warm run stays quiet and a cold one stays readable.
-run_logged() {
-  local logfile="$1"
-  shift
-  if ! "$@" >>"$logfile" 2>&1; then
-    tail -n 60 "$logfile" >&2
-    log "failed: $* (full log: $logfile)"
-    return 1
-  fi
-}
-
-logs_dir="$DEPLOY_AGENT_CACHE/logs"
-mkdir -p "$logs_dir"
-
-APT_PACKAGES=(chromium libnss3-tools)
-
-install_debian_packages() {
-  local missing=() p
-  for p in "${APT_PACKAGES[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-      missing+=("$p")
-    fi
-  done
-  [ "${#missing[@]}" -eq 0 ] && return 0
-  log "installing Debian packages: ${missing[*]}"
-  # Another install may hold the dpkg lock for a while; wait for it rather than fail.
-  run_logged "$logs_dir/apt.log" apt-get -o DPkg::Lock::Timeout=900 update
-  DEBIAN_FRONTEND=noninteractive run_logged "$logs_dir/apt.log" \
-    apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends "${missing[@]}"
-}
 
 install_ui_server() {
   local home="$DEPLOY_AGENT_CACHE/temporal-ui-server-$TEMPORAL_UI_SERVER_VERSION"
@@ -67,5 +39,5 @@ install_ui_server() {
   rm -rf "$build"
 }
 
-install_debian_packages
+install_debian_packages chromium libnss3-tools
 install_ui_server

@@ -13,39 +13,17 @@ root="$(dirname "$here")"
 # shellcheck source=stack/versions.sh
 . "$here/versions.sh"
 
-log() { echo "provision: $*" >&2; }
-
-# Output of a step is shown only when it fails, so a warm run stays quiet and a cold one stays readable.
-run_logged() {
-  local logfile="$1"
-  shift
-  if ! "$@" >>"$logfile" 2>&1; then
-    tail -n 60 "$logfile" >&2
-    log "failed: $* (full log: $logfile)"
-    return 1
-  fi
-}
-
-logs_dir="$DEPLOY_AGENT_CACHE/logs"
-mkdir -p "$logs_dir"
+PROVISION_NAME=provision
+# shellcheck source=stack/provision-common.sh
+. "$here/provision-common.sh"
 
 APT_PACKAGES=(docker.io docker-registry etcd-server prometheus busybox-static docker-compose nginx-light openssl)
 
-install_debian_packages() {
-  local wanted=("${APT_PACKAGES[@]}") missing=() p
+install_stack_packages() {
+  local wanted=("${APT_PACKAGES[@]}") p
   command -v java >/dev/null 2>&1 || wanted+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null 2>&1 || wanted+=(maven)
-  for p in "${wanted[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-      missing+=("$p")
-    fi
-  done
-  [ "${#missing[@]}" -eq 0 ] && return 0
-  log "installing Debian packages: ${missing[*]}"
-  # Another install may hold the dpkg lock for a while; wait for it rather than fail.
-  run_logged "$logs_dir/apt.log" apt-get -o DPkg::Lock::Timeout=900 update
-  DEBIAN_FRONTEND=noninteractive run_logged "$logs_dir/apt.log" \
-    apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends "${missing[@]}"
+  install_debian_packages "${wanted[@]}"
   # Packages may start system-wide daemons on default ports; the stack runs its own instances on free ports.
   if command -v systemctl >/dev/null 2>&1; then
     for p in docker containerd docker-registry etcd prometheus nginx; do
@@ -184,7 +162,7 @@ install_node_modules() {
   cat "$root/package.json" "$root/package-lock.json" | sha256sum | cut -d' ' -f1 >"$stamp"
 }
 
-install_debian_packages
+install_stack_packages
 install_temporal_cli
 install_test_server
 install_node_modules

@@ -10,13 +10,14 @@ import { fail } from '../domain/failures.js';
 import { type AdmittedPolicy, checkPolicy, type PlatformPolicy } from '../domain/policy.js';
 import { type ServiceSpec, SpecError } from '../domain/spec.js';
 import { parseYamlFile } from '../domain/yaml.js';
-import { type CompiledRule, loadRuleSet } from './security/rules.js';
+import { type CompiledRule, loadRuleSet, SHIPPED_RULE_FILES } from './security/rules.js';
 import { deploymentIdOf } from '../domain/deployment.js';
 
 const VISIBILITY_ATTEMPTS = 3;
 
 export interface LoadedPolicy {
   file: string;
+  /** sha256 of the policy file and every security rule file it judges by. */
   hash: string;
   policy: PlatformPolicy;
   /** The shipped security rules and the policy's own, compiled. */
@@ -53,7 +54,10 @@ export async function loadPolicyFile(file: string): Promise<LoadedPolicy> {
       };
     for (const source of Object.values(env.secrets)) if ('file' in source) source.file = absolute(source.file);
   }
-  return { file, hash: createHash('sha256').update(bytes).digest('hex'), policy, rules };
+  // The rules judge releases as much as the policy does: the hash a report names covers every rule file too.
+  const hash = createHash('sha256').update(bytes);
+  for (const ruleFile of [...SHIPPED_RULE_FILES, ...policy.securityRules]) hash.update(await readFile(ruleFile));
+  return { file, hash: hash.digest('hex'), policy, rules };
 }
 
 export interface AdmissionQuery {

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { loadPolicyFile, policyActivities } from '../../activities/policy.js';
+import { SHIPPED_RULE_FILES } from '../../activities/security/rules.js';
 import { isNamed, type Identity } from '../../domain/identity.js';
 import { activeFreeze, budgetsOf, checkPolicy, environmentPolicySchema } from '../../domain/policy.js';
 import { checkSpec, DEFAULT_BUDGETS, formatProblem, type ServiceSpec, SpecError } from '../../domain/spec.js';
@@ -55,15 +56,12 @@ describe('platform policy', () => {
     assert.deepEqual(budgetsOf(staging), DEFAULT_BUDGETS);
   });
 
-  it('loads a policy file: paths made absolute next to it, fingerprinted by its bytes', async () => {
+  it('loads a policy file: paths made absolute next to it, fingerprinted by its bytes and its rules', async () => {
     const { policy, hash, file } = await loadPolicyFile(EXAMPLE);
     assert.equal(file, EXAMPLE);
-    assert.equal(
-      hash,
-      createHash('sha256')
-        .update(await readFile(EXAMPLE))
-        .digest('hex'),
-    );
+    const expected = createHash('sha256').update(await readFile(EXAMPLE));
+    for (const rules of [...SHIPPED_RULE_FILES, ...policy.securityRules]) expected.update(await readFile(rules));
+    assert.equal(hash, expected.digest('hex'));
     const here = dirname(EXAMPLE);
     assert.equal(policy.environments.production?.kubernetes?.kubeconfig, join(here, 'kubeconfigs/production.yaml'));
     assert.deepEqual(policy.environments.staging?.docker?.tls, {

@@ -373,4 +373,12 @@ describe('rule files and policies at load', () => {
     assert.ok(loaded.some((r) => r.id === 'my-rule'));
     assert.ok(loaded.some((r) => r.id === 'no-privileged'));
   });
+
+  it("covers the policy's rule files in the policy hash a report names", async () => {
+    await writeRules('own.yaml', { rules: [rule('my-rule')] });
+    const file = await policy({ securityRules: ['own.yaml'] });
+    const before = (await loadPolicyFile(file)).hash;
+    await writeRules('own.yaml', { rules: [rule('my-rule', 'object.privileged == true')] });
+    assert.notEqual((await loadPolicyFile(file)).hash, before);
+  });
 });

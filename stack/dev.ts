@@ -75,9 +75,13 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
 export async function devCommand(options: { port: string; uiPort: string; db?: string }): Promise<number> {
   let policyFile = policyFileFromEnv();
   if (!policyFile) {
-    policyFile = await writePolicy(resolve('.deploy-agent', 'dev-policy.yaml'), devPolicy(process.cwd()));
+    // Written once: the user adds their services' ports, secrets and rule settings there, and a restart keeps them.
+    policyFile = resolve('.deploy-agent', 'dev-policy.yaml');
+    const kept = existsSync(policyFile);
+    if (!kept) await writePolicy(policyFile, devPolicy(process.cwd()));
     printLine(
-      `Platform policy: ${policyFile} (insecure dev mode; add your services' ports, or set DEPLOY_AGENT_POLICY)`,
+      `Platform policy: ${policyFile} (${kept ? 'kept from an earlier start' : 'insecure dev mode'}; ` +
+        "add your services' ports there, or set DEPLOY_AGENT_POLICY)",
     );
   }
   const keyRing = devKeyRing();

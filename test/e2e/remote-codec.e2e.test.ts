@@ -6,7 +6,7 @@
  * holds ciphertext only.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -113,6 +113,10 @@ describe('the CLI without keys encodes and decodes through the codec server', { 
     const parsed = JSON.parse(status.stdout) as DeploymentStatus;
     assert.equal(parsed.state, 'succeeded');
     assert.equal(parsed.requestedBy, CI_USER);
+    // It was the codec server that sealed the request and opened the answers, for CI's identity.
+    const log = await readFile(join(workDir, 'codec-server.log'), 'utf8');
+    assert.match(log, new RegExp(`encode of \\d+ payloads for ${CI_USER}`));
+    assert.match(log, new RegExp(`decode of \\d+ payloads for ${CI_USER}`));
   });
 
   it('lets a verified non-reader start a deployment, but refuses its status (exit 2, naming the codec server)', async () => {

@@ -40,8 +40,10 @@ export interface RemoteCodecSettings {
   /** The codec server's base URL; /encode and /decode are appended. */
   endpoint: string;
   namespace: string;
-  /** Extra CA certificates (PEM) an https endpoint's certificate may chain to. */
+  /** The CA certificates (PEM) an https endpoint's certificate must chain to, instead of the system's. */
   ca?: Buffer;
+  /** Where `ca` came from, for messages. */
+  caFile?: string;
   /** The bearer token for each call. */
   token: () => Promise<string>;
   timeoutMs?: number;
@@ -75,7 +77,7 @@ export function remoteCodecSettings(namespace: string, env: NodeJS.ProcessEnv = 
       );
     }
   }
-  return { endpoint: text.replace(/\/+$/, ''), namespace, ca, token: tokenSource(text) };
+  return { endpoint: text.replace(/\/+$/, ''), namespace, ca, caFile, token: tokenSource(text) };
 }
 
 /**
@@ -128,14 +130,19 @@ export class RemoteCodec implements PayloadCodec {
 
   private async call(operation: 'encode' | 'decode', payloads: Payload[]): Promise<Payload[]> {
     if (payloads.length === 0) return payloads;
-    const { endpoint, namespace, ca, timeoutMs = TIMEOUT_MS } = this.settings;
+    const { endpoint, namespace, ca, caFile, timeoutMs = TIMEOUT_MS } = this.settings;
     const token = await this.settings.token();
     const body = JSON.stringify({ payloads: payloads.map(payloadToJson) });
     let answer: HttpAnswer;
     try {
       answer = await post(`${endpoint}/${operation}`, body, { token, namespace, ca, timeoutMs });
     } catch (error) {
-      throw new CliFailure(`the codec server at ${endpoint} is unreachable: ${messageOf(error)}`, EXIT.unreachable);
+      // A TLS failure reads the same as a refused connection otherwise: say whom the CLI trusted.
+      const trusting = endpoint.startsWith('https:') ? ` (trusting ${caFile ?? "the system's CAs"})` : '';
+      throw new CliFailure(
+        `the codec server at ${endpoint} is unreachable: ${messageOf(error)}${trusting}`,
+        EXIT.unreachable,
+      );
     }
     return payloadsOfAnswer(endpoint, operation, payloads.length, answer);
   }

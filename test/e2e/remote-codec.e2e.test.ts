@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +17,7 @@ import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { ENCRYPTED_ENCODING } from '../../codec/payload-codec.js';
 import { parseDeploymentId, type DeploymentStatus } from '../../domain/deployment.js';
 import { buildServiceImage, startLocalDockerStack } from '../../stack/docker.js';
+import { createCertificateAuthority } from '../../stack/nginx.js';
 import { freePort, type ManagedProcess, startAndWait } from '../../stack/processes.js';
 import { deploymentIdIn, runCli } from '../support/cli.js';
 import { encodingOf, payloadsIn } from '../support/history-payloads.js';
@@ -41,6 +43,7 @@ describe('the CLI without keys encodes and decodes through the codec server', { 
   let codecServer: ManagedProcess | undefined;
   let codecUrl: string;
   let specFile: string;
+  let policyFile: string;
   let ciDeployment: string;
 
   /** What a CLI user without the key ring has: Temporal's address, the codec endpoint, no keys. */
@@ -83,6 +86,7 @@ describe('the CLI without keys encodes and decodes through the codec server', { 
       },
     });
     specFile = files.specFile;
+    policyFile = files.policyFile;
     stack = await startTestTemporal(workDir, files.policyFile);
     const port = await freePort();
     codecUrl = `http://127.0.0.1:${port}`;
@@ -145,6 +149,43 @@ describe('the CLI without keys encodes and decodes through the codec server', { 
     assert.match(unreachable.stderr, new RegExp(`the codec server at ${nowhere} is unreachable: .*ECONNREFUSED`));
   });
 
+  it('trusts an https codec server through DEPLOY_AGENT_CODEC_CA, and only then', async () => {
+    const authority = await createCertificateAuthority(join(workDir, 'pki'), 'codec test CA');
+    const { certPath, keyPath } = await authority.issue('codec', 'server');
+    const port = await freePort();
+    const url = `https://127.0.0.1:${port}`;
+    const server = await startAndWait({
+      name: 'codec-server-tls',
+      command: process.execPath,
+      args: [CLI, 'codec-server', '--port', String(port), '--policy', policyFile].concat([
+        '--tls-cert',
+        certPath,
+        '--tls-key',
+        keyPath,
+      ]),
+      logFile: join(workDir, 'codec-server-tls.log'),
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...testKeysEnv() },
+      ready: { probe: () => listening(port) },
+    });
+    try {
+      const trusted = await runCli(['status', ciDeployment], {
+        ...asCi(),
+        DEPLOY_AGENT_CODEC_ENDPOINT: url,
+        DEPLOY_AGENT_CODEC_CA: authority.caPath,
+      });
+      assert.equal(trusted.code, 0, trusted.stderr);
+      assert.match(trusted.stdout, /succeeded/);
+      const untrusted = await runCli(['status', ciDeployment], { ...asCi(), DEPLOY_AGENT_CODEC_ENDPOINT: url });
+      assert.equal(untrusted.code, 4, untrusted.stderr);
+      assert.match(
+        untrusted.stderr,
+        new RegExp(`the codec server at ${url} is unreachable: .*certificate.*\\(trusting the system's CAs\\)`),
+      );
+    } finally {
+      await server.stop();
+    }
+  });
+
   it("leaves ciphertext only in the raw history of CI's deployment", async () => {
     const connection = await Connection.connect({ address: stack.temporal.address });
     try {
@@ -173,3 +214,15 @@ describe('the CLI without keys encodes and decodes through the codec server', { 
     }
   });
 });
+
+/** Whether something accepts TCP connections on the loopback port (the TLS server, before anyone trusts it). */
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}

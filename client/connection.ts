@@ -13,9 +13,9 @@ import {
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
 } from '@temporalio/client';
-import { dataConverter } from '../codec/data-converter.js';
 import { parseDeploymentId } from '../domain/deployment.js';
 import { InvalidInput, messageOf, TemporalUnreachable } from '../domain/failures.js';
+import { clientDataConverter } from './remote-codec.js';
 import { connectionSettings, type TemporalConnectionSettings } from './settings.js';
 
 /** gRPC status codes (fixed by the gRPC protocol) meaning the server was not reached or did not answer in time. */
@@ -41,10 +41,11 @@ export async function closeConnections(): Promise<void> {
 }
 
 export async function connect(): Promise<Client> {
-  // Before dialling: without the payload keys nothing the workers write could be read (exit 2, naming the variables).
-  const converter = dataConverter();
   const configured = connectionSettings();
   const { address, namespace, apiKey, metadata } = configured;
+  // Before dialling: without the payload keys or a codec server nothing the workers write could be read (exit 2,
+  // naming the variables).
+  const converter = clientDataConverter(namespace);
   let connection: Connection;
   try {
     connection = Connection.lazy({ address, tls: configured.tls, apiKey, metadata, connectTimeout: CONNECT_TIMEOUT });

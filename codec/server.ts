@@ -1,7 +1,8 @@
 /**
  * The codec server: Temporal's remote codec protocol (POST /decode and /encode with `{payloads: [...]}` in proto3
  * JSON), so the Temporal Web UI and `temporal --codec-endpoint` can show payloads in clear to the people the
- * platform policy names as `payloadReaders`, and to nobody else. Every request needs an OpenID Connect access token,
+ * platform policy names as `payloadReaders`, and to nobody else; the CLI without the key ring encodes and decodes
+ * through it too (client/remote-codec.ts). Every request needs an OpenID Connect access token,
  * verified exactly as the worker verifies votes (issuer, audience, signature, algorithm allowlist, expiry). Browsers
  * get CORS answers only for the origins allowed. The token never appears in a log line or an answer.
  */
@@ -14,6 +15,7 @@ import { failureKindOf, messageOf } from '../domain/failures.js';
 import { type Identity, type IdentitySettings, isNamed } from '../domain/identity.js';
 import type { KeyRing } from '../keys/key-ring.js';
 import { PayloadEncryptionCodec } from './payload-codec.js';
+import { payloadsFromBody, payloadToJson } from './payload-json.js';
 
 export interface CodecServerSettings {
   keyRing: KeyRing;
@@ -31,11 +33,6 @@ export interface CodecServerSettings {
 export const ALLOWED_HEADERS = 'content-type, x-namespace, authorization, authorization-extras';
 // Temporal payloads are at most 2 MB each; a page of a history can hold several.
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
-
-interface JsonPayload {
-  metadata?: Record<string, string>;
-  data?: string;
-}
 
 class Refusal extends Error {
   constructor(
@@ -114,7 +111,7 @@ async function handle(settings: CodecServerSettings, request: IncomingMessage, r
   // nothing is decoded for it either.
   if (origin !== undefined && !allowedOrigin) throw new Refusal(403, 'origin not allowed');
 
-  const who = await reader(settings, request.headers.authorization);
+  const who = await caller(settings, request.headers.authorization, operation);
   const payloads = await readPayloads(request);
   const codec = new PayloadEncryptionCodec(settings.keyRing);
   let result: Payload[];
@@ -124,11 +121,21 @@ async function handle(settings: CodecServerSettings, request: IncomingMessage, r
     throw new Refusal(422, messageOf(error));
   }
   settings.log?.(`codec-server: ${operation} of ${payloads.length} payloads for ${who.user}`);
-  answer(response, 200, { payloads: result.map(toJson) });
+  answer(response, 200, { payloads: result.map(payloadToJson) });
 }
 
-/** The verified identity behind the bearer token, if the policy names it as a payload reader. */
-async function reader(settings: CodecServerSettings, authorization: string | undefined): Promise<Identity> {
+/**
+ * The verified identity behind the bearer token. Decoding is for payload readers only. Encoding is for every verified
+ * identity: its answer is ciphertext under keys the caller never sees, so it reveals nothing, and it is what lets a
+ * requester without the key ring start a deployment (the worker still judges who may deploy, from the token in the
+ * request). It gives nothing a caller could not do already: a client without the codec can store plain payloads,
+ * which decode as they are.
+ */
+async function caller(
+  settings: CodecServerSettings,
+  authorization: string | undefined,
+  operation: 'decode' | 'encode',
+): Promise<Identity> {
   const token = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '')?.[1];
   if (!token) throw new Refusal(401, 'an OpenID Connect access token is required (Authorization: Bearer <token>)');
   if (!settings.identity.oidc)
@@ -141,7 +148,7 @@ async function reader(settings: CodecServerSettings, authorization: string | und
     if (failureKindOf(error) === 'unreachable') throw new Refusal(503, messageOf(error));
     throw new Refusal(401, messageOf(error));
   }
-  if (!isNamed(who, settings.readers))
+  if (operation === 'decode' && !isNamed(who, settings.readers))
     throw new Refusal(
       403,
       `${who.user} may not read payloads (payloadReaders: ${settings.readers.join(', ') || 'nobody'})`,
@@ -163,31 +170,11 @@ async function readPayloads(request: IncomingMessage): Promise<Payload[]> {
   } catch {
     throw new Refusal(400, 'expected a JSON body {payloads: [...]}');
   }
-  const payloads = (body as { payloads?: unknown } | null)?.payloads;
-  if (!Array.isArray(payloads)) throw new Refusal(400, 'expected a JSON body {payloads: [...]}');
-  return payloads.map((payload, index) => fromJson(payload, index));
-}
-
-const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
-
-function fromJson(value: unknown, index: number): Payload {
-  const { metadata = {}, data = '' } = (value ?? {}) as JsonPayload;
-  const texts = [data, ...Object.values(metadata)];
-  if (typeof metadata !== 'object' || texts.some((text) => typeof text !== 'string' || !BASE64.test(text)))
-    throw new Refusal(400, `payloads[${index}]: expected {metadata: {key: base64}, data: base64}`);
-  const bytes = (text: string) => new Uint8Array(Buffer.from(text, 'base64'));
-  return {
-    metadata: Object.fromEntries(Object.entries(metadata).map(([key, text]) => [key, bytes(text)])),
-    data: bytes(data),
-  };
-}
-
-function toJson(payload: Payload): JsonPayload {
-  const base64 = (bytes: Uint8Array | null | undefined) => Buffer.from(bytes ?? new Uint8Array()).toString('base64');
-  return {
-    metadata: Object.fromEntries(Object.entries(payload.metadata ?? {}).map(([key, bytes]) => [key, base64(bytes)])),
-    data: base64(payload.data),
-  };
+  try {
+    return payloadsFromBody(body);
+  } catch (error) {
+    throw new Refusal(400, messageOf(error));
+  }
 }
 
 function answer(response: ServerResponse, status: number, body: unknown): void {

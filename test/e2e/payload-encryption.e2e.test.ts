@@ -70,7 +70,7 @@ describe('payload encryption: a real deploy leaves only ciphertext in the histor
     await rm(workDir, { recursive: true, force: true });
   });
 
-  it('refuses to start a worker or a CLI command without a key ring (exit 2, naming the variables)', async () => {
+  it('refuses to start a worker or a CLI command without a key ring or codec endpoint (exit 2, naming the variables)', async () => {
     const noKeys = { TEMPORAL_ADDRESS: temporal.address, DEPLOY_AGENT_POLICY: policyFile, DEPLOY_AGENT_KEYS: '' };
     const workerRun = await runWorkerProcess(noKeys);
     assert.equal(workerRun.code, 2, workerRun.stderr);
@@ -78,6 +78,8 @@ describe('payload encryption: a real deploy leaves only ciphertext in the histor
     const cliRun = await runCli(['list'], noKeys);
     assert.equal(cliRun.code, 2, cliRun.stderr);
     assert.match(cliRun.stderr, /no keys: set DEPLOY_AGENT_KEYS_FILE/);
+    // The CLI has a second way: the codec server.
+    assert.match(cliRun.stderr, /or DEPLOY_AGENT_CODEC_ENDPOINT to the URL of the codec server/);
   });
 
   it('deploys with the worker process and the CLI; the raw history holds ciphertext only', async () => {

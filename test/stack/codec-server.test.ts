@@ -124,15 +124,24 @@ describe(
       }
     });
 
-    it('answers 403 to verified users who are not payload readers, on /decode and /encode', async () => {
-      for (const op of ['decode', 'encode']) {
-        const { status, body, text } = await post(op, await userToken('dave'));
-        assert.equal(status, 403, text);
-        assert.match(body.message ?? '', /dave may not read payloads/);
-        assert.ok(!text.includes(MARKER));
-      }
+    it('answers 403 to verified users who are not payload readers on /decode; /encode gives them ciphertext', async () => {
+      const refused = await post('decode', await userToken('dave'));
+      assert.equal(refused.status, 403, refused.text);
+      assert.match(refused.body.message ?? '', /dave may not read payloads/);
+      assert.ok(!refused.text.includes(MARKER));
       const bob = await post('decode', await userToken('bob'));
       assert.equal(bob.status, 403);
+      // Encoding reveals nothing: a requester without the keys starts a deployment this way.
+      const plain = toJson(defaultPayloadConverter.toPayload({ secret: MARKER }));
+      const encoded = await post('encode', await userToken('dave'), [plain]);
+      assert.equal(encoded.status, 200, encoded.text);
+      assert.ok(!encoded.text.includes(MARKER));
+      const [sealedForDave] = (encoded.body.payloads ?? []).map(fromJson);
+      assert.equal(new TextDecoder().decode(sealedForDave?.metadata?.encoding ?? undefined), ENCRYPTED_ENCODING);
+      // And what dave sealed, dave cannot read back.
+      const back = await post('decode', await userToken('dave'), encoded.body.payloads);
+      assert.equal(back.status, 403);
+      assert.ok(!back.text.includes(MARKER));
     });
 
     it('answers CORS preflights for the allowed origin only', async () => {

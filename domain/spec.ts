@@ -64,6 +64,13 @@ export const containerSchema = z.strictObject({
   capabilities: z.array(capabilitySchema).default([]),
   hostNetwork: z.boolean().default(false),
   hostPid: z.boolean().default(false),
+  /**
+   * How long a replaced or stopped container of this release gets between SIGTERM and SIGKILL, like Kubernetes'
+   * terminationGracePeriodSeconds; whole seconds, as the engine keeps it on the container.
+   */
+  stopGracePeriod: durationSchema
+    .refine((ms) => ms % 1000 === 0 && ms <= 300_000, { error: 'expected whole seconds, at most 5m' })
+    .default(10_000),
   /** Host paths mounted into the container. */
   mounts: z
     .array(

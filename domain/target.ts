@@ -27,8 +27,8 @@ export interface DockerTarget {
 }
 
 /** The spec's secret references and departures from the safe defaults (user, privileges, host namespaces, mounts, limits). */
-export type DockerContainerSettings = Omit<ContainerSpec, 'port' | 'env' | 'secrets'> &
-  Partial<Pick<ContainerSpec, 'secrets'>>;
+export type DockerContainerSettings = Omit<ContainerSpec, 'port' | 'env' | 'secrets' | 'stopGracePeriod'> &
+  Partial<Pick<ContainerSpec, 'secrets' | 'stopGracePeriod'>>;
 
 /** What the Kubernetes activities need: where the cluster is (paths only, never credentials) and the release. */
 export interface KubernetesTarget {
@@ -84,8 +84,9 @@ export function targetOf({ service, environment, spec, settings }: ServiceEnviro
 }
 
 function dockerContainerSettings(container: ContainerSpec): DockerContainerSettings {
-  const { secrets, resources, user, privileged, capabilities, hostNetwork, hostPid, mounts } = container;
-  return { secrets, resources, user, privileged, capabilities, hostNetwork, hostPid, mounts };
+  const { secrets, resources, user, privileged, capabilities, hostNetwork, hostPid, mounts, stopGracePeriod } =
+    container;
+  return { secrets, resources, user, privileged, capabilities, hostNetwork, hostPid, mounts, stopGracePeriod };
 }
 
 /** What validation learns from a target: what it is, what runs there now, and what stands in the way. */

@@ -63,8 +63,16 @@ export function intendedSettings(target: DockerTarget, image: PinnedImage): Sett
     ['resources.memory', runtime?.resources.memory && String(memoryBytes(runtime.resources.memory))],
     ['resources.cpus', runtime?.resources.cpus === undefined ? undefined : String(runtime.resources.cpus)],
     ['mounts', mountSetting(runtime?.mounts ?? [])],
+    [
+      'stopGracePeriod',
+      graceSetting(runtime?.stopGracePeriod === undefined ? undefined : runtime.stopGracePeriod / 1000),
+    ],
   ]);
 }
+
+/** The engine's default grace (10 s) is no setting: containers created before the field compare equal. */
+const graceSetting = (seconds: number | undefined): string | undefined =>
+  seconds === undefined || seconds === 10 ? undefined : `${seconds}s`;
 
 /**
  * The same settings read from a live container. Its environment also holds the image's own variables (PATH, ...),
@@ -112,6 +120,7 @@ export function liveSettings(
     ['resources.memory', String(host.Memory ?? 0)],
     ['resources.cpus', host.NanoCpus ? String(host.NanoCpus / 1e9) : undefined],
     ['mounts', mountSetting([...binds, ...mounts])],
+    ['stopGracePeriod', graceSetting((info.Config as { StopTimeout?: number }).StopTimeout)],
   ]);
 }
 

@@ -171,7 +171,9 @@ async function retire(
   const container = docker.getContainer(info.Id);
   const abortSignal = cancellationSignal();
   await beforeChange(fence, `stopping ${info.Name}`);
-  if (info.State.Running) await container.stop({ t: STOP_TIMEOUT_SECONDS, abortSignal });
+  // The grace the release asked for when it was created; containers from before kept none and get the default.
+  const grace = (info.Config as { StopTimeout?: number }).StopTimeout ?? STOP_TIMEOUT_SECONDS;
+  if (info.State.Running) await container.stop({ t: grace, abortSignal });
   await beforeChange(fence, `keeping ${info.Name}`);
   await container.rename({ name: keptName(target, info.Config.Labels?.[LABEL.deploymentId] ?? info.Id), abortSignal });
 }
@@ -210,6 +212,7 @@ async function applyRelease(
           abortSignal,
           name,
           Image: image.reference,
+          StopTimeout: Math.round((target.container?.stopGracePeriod ?? STOP_TIMEOUT_SECONDS * 1000) / 1000),
           Env: [...Object.entries(target.env).map(([key, value]) => `${key}=${value}`), ...secrets.env],
           ExposedPorts: { [port]: {} },
           Labels: {

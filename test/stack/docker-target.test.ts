@@ -17,10 +17,12 @@ import { fenceName } from '../../activities/docker/fence.js';
 import { NON_RETRYABLE_TYPES, failureKinds } from '../../domain/failures.js';
 import type { PinnedImage } from '../../domain/release.js';
 import type { DockerTarget } from '../../domain/target.js';
+import { containerSchema } from '../../domain/spec.js';
 import { buildServiceImage, startLocalDockerStack, type LocalDockerStack } from '../../stack/docker.js';
 import { freePort, sleep } from '../../stack/processes.js';
 
 const CONTAINER_PORT = 8080;
+const CONTAINER_DEFAULTS = containerSchema.parse({});
 const BUILD_MS = 120_000;
 const INVALID = failureKinds.invalid.type;
 
@@ -448,6 +450,16 @@ void describe('Docker target driver', { timeout: 420_000 }, () => {
     assert.equal(still.Id, live.Id);
     assert.equal(still.State.Running, true);
     assert.equal((await namedContainer('stranger')).State.Running, false);
+  });
+
+  it("creates the container with the spec's stop grace period", async () => {
+    const target = {
+      ...(await targetOf('graceful', 'qa')),
+      container: { ...CONTAINER_DEFAULTS, stopGracePeriod: 1_000 },
+    };
+    await dockerDriver(target).apply({ deploymentId: deploymentOf('graceful', 'qa'), version: '1', image: images.v1 });
+    const created = await namedContainer('graceful_qa');
+    assert.equal((created.Config as { StopTimeout?: number }).StopTimeout, 1);
   });
 
   it('fails apply with a non-retryable InvalidRelease when the entrypoint is missing, with the engine message', async () => {

@@ -79,6 +79,15 @@ describe('Docker release content', () => {
     assert.deepEqual(changedSettings(live(withUser, '1000'), withUser), []);
   });
 
+  it('plans a changed stop grace period, and takes the engine default for none', () => {
+    const settings = { ...target.container!, stopGracePeriod: 2_000 };
+    const intended = intendedSettings({ ...target, container: settings }, image);
+    const live = liveSettings(inspected(['LOG_LEVEL=info', 'DB_PASSWORD=s3cret']), [], intended, '1000');
+    assert.deepEqual(changedSettings(live, intended), ['stopGracePeriod']);
+    const usual = intendedSettings({ ...target, container: { ...settings, stopGracePeriod: 10_000 } }, image);
+    assert.deepEqual(changedSettings(live, usual), []);
+  });
+
   it('names each changed setting, never its value', () => {
     const intended = intendedSettings({ ...target, env: { LOG_LEVEL: 'debug', NEW: 'x' } }, image);
     const live = liveSettings(

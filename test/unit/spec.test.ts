@@ -92,6 +92,14 @@ surprise: true
     ]);
   });
 
+  it('gives a container 10 s between SIGTERM and SIGKILL unless the spec says otherwise, in whole seconds', () => {
+    const base = { service: 'web', target: 'docker', image: { repository: 'r/web' } };
+    assert.equal(checkSpec(base).spec?.container.stopGracePeriod, 10_000);
+    assert.equal(checkSpec({ ...base, container: { stopGracePeriod: '2s' } }).spec?.container.stopGracePeriod, 2_000);
+    const { problems } = checkSpec({ ...base, container: { stopGracePeriod: '1500ms' } });
+    assert.deepEqual(problems.map(formatProblem), ['container.stopGracePeriod: expected whole seconds, at most 5m']);
+  });
+
   it('needs release manifests for the kubernetes target', async () => {
     const found = await problems(`service: web
 target: kubernetes

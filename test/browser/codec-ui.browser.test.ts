@@ -22,14 +22,14 @@ import { Client, Connection } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { ENCRYPTED_ENCODING } from '../../codec/payload-codec.js';
-import { parseDeploymentId, type DeploymentStatus } from '../../domain/deployment.js';
+import { parseDeploymentId } from '../../domain/deployment.js';
 import { chromiumPath, homeTrusting } from '../../stack/browser.js';
 import type { DevStack } from '../../stack/dev.js';
 import { buildServiceImage, startLocalDockerStack } from '../../stack/docker.js';
 import { createCertificateAuthority } from '../../stack/nginx.js';
-import { freePort, type ManagedProcess, sleep, startAndWait } from '../../stack/processes.js';
+import { freePort, type ManagedProcess, startAndWait } from '../../stack/processes.js';
 import { startTemporalUi, type TemporalUi } from '../../stack/ui.js';
-import { deploymentIdIn, runCli } from '../support/cli.js';
+import { deploymentIdIn, runCli, waitForStatus } from '../support/cli.js';
 import { encodingOf, payloadsIn } from '../support/history-payloads.js';
 import { testKeysEnv } from '../support/keys.js';
 import { AUDIENCE, useKeycloak } from '../support/oidc.js';
@@ -92,7 +92,7 @@ describe('Temporal Web UI with sign-in: decoded input for payload readers only',
     assert.equal(deploy.code, 0, deploy.stderr);
     const id = deploymentIdIn(deploy.stdout);
     ({ workflowId, runId } = parseDeploymentId(id));
-    await waitForState(id, started.env, (s) => s.state === 'awaiting-approval');
+    await waitForStatus(id, started.env, (s) => s.state === 'awaiting-approval');
 
     // Both ports first: the codec server allows the UI's origin, the UI calls the codec server.
     const uiPort = await freePort();
@@ -250,26 +250,6 @@ describe('Temporal Web UI with sign-in: decoded input for payload readers only',
 /** Waits until `text` is on screen; the UI keeps hidden copies of some messages, which do not count. */
 async function shown(page: Page, text: string): Promise<void> {
   await page.getByText(text).filter({ visible: true }).first().waitFor({ state: 'visible', timeout: UI_WAIT_MS });
-}
-
-async function waitForState(
-  id: string,
-  env: Record<string, string>,
-  done: (s: DeploymentStatus) => boolean,
-): Promise<DeploymentStatus> {
-  let last = '';
-  for (let attempt = 0; attempt < 300; attempt++) {
-    const result = await runCli(['status', id, '--json'], env);
-    last = result.stdout + result.stderr;
-    try {
-      const status = JSON.parse(result.stdout) as DeploymentStatus;
-      if (done(status)) return status;
-    } catch {
-      // not an answer yet
-    }
-    await sleep(300);
-  }
-  throw new Error(`${id}: the awaited state never came; last status ${last}`);
 }
 
 /** The status of a bodiless POST over https, trusting only `ca`. */

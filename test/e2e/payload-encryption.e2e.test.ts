@@ -16,13 +16,13 @@ import { Client, Connection } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { Worker } from '@temporalio/worker';
 import { ENCRYPTED_ENCODING } from '../../codec/payload-codec.js';
-import { parseDeploymentId, type DeploymentStatus } from '../../domain/deployment.js';
+import { parseDeploymentId } from '../../domain/deployment.js';
 import { keyRingFromEnv } from '../../keys/key-ring.js';
 import type { DevStack } from '../../stack/dev.js';
 import { buildServiceImage, startLocalDockerStack } from '../../stack/docker.js';
-import { freePort, sleep } from '../../stack/processes.js';
+import { freePort } from '../../stack/processes.js';
 import { voteSignal } from '../../workflows/messages.js';
-import { deploymentIdIn, runCli, runWorkerProcess } from '../support/cli.js';
+import { deploymentIdIn, runCli, runWorkerProcess, waitForStatus } from '../support/cli.js';
 import { encodingOf, payloadsIn, plaintextOf } from '../support/history-payloads.js';
 import { testKeysEnv } from '../support/keys.js';
 import { policyObject, specYaml, startTestTemporal, writeTestFiles } from '../support/spec-fixtures.js';
@@ -100,17 +100,17 @@ describe('payload encryption: a real deploy leaves only ciphertext in the histor
     assert.equal(started.code, 0, started.stderr);
     const id = deploymentIdIn(started.stdout);
     const { workflowId, runId } = parseDeploymentId(id);
-    await waitForState(id, (s) => s.state === 'awaiting-approval');
+    await waitForStatus(id, env, (s) => s.state === 'awaiting-approval');
     // A Signal's payload too: sent by a client with the codec, as any of the project's clients would.
     await testClient(connection).workflow.getHandle(workflowId, runId).signal(voteSignal, {
       approver: 'alice',
       decision: 'approve',
       comment: MARKER,
     });
-    await waitForState(id, (s) => s.approval?.refused.some((r) => r.via === 'signal') ?? false);
+    await waitForStatus(id, env, (s) => s.approval?.refused.some((r) => r.via === 'signal') ?? false);
     const approved = await runCli(['approve', id, '--comment', 'ship it'], { ...env, DEPLOY_AGENT_USER: 'alice' });
     assert.equal(approved.code, 0, approved.stderr);
-    const final = await waitForState(id, (s) => s.finishedAt !== undefined);
+    const final = await waitForStatus(id, env, (s) => s.finishedAt !== undefined);
     assert.equal(final.state, 'succeeded', JSON.stringify(final.errors));
 
     // Deliberately no codec: what anyone with read access to Temporal (or its database) gets.
@@ -160,20 +160,4 @@ describe('payload encryption: a real deploy leaves only ciphertext in the histor
       workflowId,
     );
   });
-
-  async function waitForState(id: string, done: (s: DeploymentStatus) => boolean): Promise<DeploymentStatus> {
-    let last = '';
-    for (let attempt = 0; attempt < 300; attempt++) {
-      const result = await runCli(['status', id, '--json'], env);
-      last = result.stdout + result.stderr;
-      try {
-        const status = JSON.parse(result.stdout) as DeploymentStatus;
-        if (done(status)) return status;
-      } catch {
-        // not an answer yet (no worker polling so far)
-      }
-      await sleep(300);
-    }
-    throw new Error(`${id}: the awaited state never came; last status ${last}`);
-  }
 });

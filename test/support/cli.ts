@@ -3,6 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { DeploymentStatus } from '../../domain/deployment.js';
+import { sleep } from '../../stack/processes.js';
 import { testKeysEnv } from './keys.js';
 
 const CLI = fileURLToPath(new URL('../../client/cli.js', import.meta.url));
@@ -77,4 +79,25 @@ export function deploymentIdIn(output: string): string {
   const id = /deployment (\S+\.\S+\.[0-9a-f-]{36})/.exec(output)?.[1];
   if (!id) throw new Error(`no deployment id in:\n${output}`);
   return id;
+}
+
+/** Polls `deploy-agent status --json` (bounded) until `done` holds, and answers that status. */
+export async function waitForStatus(
+  id: string,
+  env: Record<string, string>,
+  done: (status: DeploymentStatus) => boolean,
+): Promise<DeploymentStatus> {
+  let last = '';
+  for (let attempt = 0; attempt < 300; attempt++) {
+    const result = await runCli(['status', id, '--json'], env);
+    last = result.stdout + result.stderr;
+    try {
+      const status = JSON.parse(result.stdout) as DeploymentStatus;
+      if (done(status)) return status;
+    } catch {
+      // not an answer yet (no worker polling so far)
+    }
+    await sleep(300);
+  }
+  throw new Error(`${id}: the awaited state never came; last status ${last}`);
 }

@@ -1,0 +1,4 @@
+import type { BenchSuite } from './measure.js';
+
+/** Placeholder until this suite is written. */
+export const changeTrackingSuite: BenchSuite = () => Promise.resolve([]);

@@ -1,15 +1,20 @@
 /** `deploy-agent dev`: a local Temporal dev server and a worker, for development, the demo and the end-to-end tests. */
 import { existsSync, mkdirSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { dirname, join, resolve } from 'node:path';
+import { Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { printLine } from '../client/output.js';
 import { type KeyRing, keyRingFromEnv, loadKeyRingFile, writeNewKeyRing } from '../keys/key-ring.js';
 import { allSearchAttributes } from '../workflows/messages.js';
 import { createWorker, policyFileFromEnv, reportsDirFromEnv } from '../worker/index.js';
 import { untilInterrupted } from '../worker/main.js';
 import { devPolicy, writePolicy } from './policy.js';
+import { startAndWait } from './processes.js';
 import { temporalCliPath } from './temporal.js';
+
+/** A cold dev server on a loaded 2-core machine has been seen to need more than the SDK's fixed 5 s to serve. */
+const DEV_SERVER_START_MS = 60_000;
+const DEV_SERVER_STOP_GRACE_MS = 10_000;
 
 export interface DevStack {
   address: string;
@@ -32,28 +37,41 @@ export interface DevStackOptions {
   worker?: boolean;
   /** The worker's payload keys; by default DEPLOY_AGENT_KEYS_FILE or DEPLOY_AGENT_KEYS. */
   keyRing?: KeyRing;
+  /** The server's own log; by default beside the reports directory. */
+  serverLog?: string;
 }
 
 export async function startDevStack(options: DevStackOptions): Promise<DevStack> {
   Runtime.install({ logger: new DefaultLogger(options.logLevel ?? 'WARN') });
-  const environment = await TestWorkflowEnvironment.createLocal({
-    server: {
-      executable: { type: 'existing-path', path: temporalCliPath() },
-      ip: '127.0.0.1',
-      port: options.port,
-      ui: true,
-      uiPort: options.uiPort,
-      dbFilename: options.db,
-      searchAttributes: allSearchAttributes,
-      log: { format: 'pretty', level: 'error' },
-    },
+  const namespace = 'default';
+  const address = `127.0.0.1:${options.port}`;
+  const server = await startAndWait({
+    name: 'temporal server start-dev',
+    command: temporalCliPath(),
+    args: [
+      'server',
+      'start-dev',
+      ...['--ip', '127.0.0.1', '--port', String(options.port), '--ui-port', String(options.uiPort)],
+      ...['--namespace', namespace, '--log-format', 'pretty', '--log-level', 'error'],
+      ...(options.db ? ['--db-filename', options.db] : []),
+      ...allSearchAttributes.flatMap((key) => ['--search-attribute', `${key.name}=${key.type}`]),
+    ],
+    logFile: options.serverLog ?? join(dirname(resolve(options.reportsDir)), 'temporal-dev-server.log'),
+    ready: { probe: () => servesNamespace(address, namespace), timeoutMs: DEV_SERVER_START_MS, intervalMs: 200 },
+    stop: { graceMs: DEV_SERVER_STOP_GRACE_MS },
   });
-  const namespace = environment.namespace ?? 'default';
+  let connection: NativeConnection;
+  try {
+    connection = await NativeConnection.connect({ address });
+  } catch (error) {
+    await server.stop();
+    throw error;
+  }
   const worker =
     options.worker === false
       ? undefined
       : await createWorker({
-          connection: environment.nativeConnection,
+          connection,
           namespace,
           reportsDir: options.reportsDir,
           policyFile: options.policyFile,
@@ -61,15 +79,26 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
         });
   const running = worker?.run();
   return {
-    address: `127.0.0.1:${options.port}`,
+    address,
     uiUrl: `http://127.0.0.1:${options.uiPort}`,
     namespace,
     async stop() {
       if (worker?.getState() === 'RUNNING') worker.shutdown();
       await running;
-      await environment.teardown();
+      await connection.close();
+      await server.stop({ graceMs: DEV_SERVER_STOP_GRACE_MS });
     },
   };
+}
+
+async function servesNamespace(address: string, namespace: string): Promise<boolean> {
+  const connection = await Connection.connect({ address, connectTimeout: 1_000 });
+  try {
+    await connection.workflowService.describeNamespace({ namespace });
+    return true;
+  } finally {
+    await connection.close();
+  }
 }
 
 export async function devCommand(options: { port: string; uiPort: string; db?: string }): Promise<number> {
@@ -92,6 +121,7 @@ export async function devCommand(options: { port: string; uiPort: string; db?: s
     db: options.db,
     reportsDir: reportsDirFromEnv(),
     policyFile,
+    serverLog: resolve('.deploy-agent', 'temporal-dev-server.log'),
   });
   printLine(`Temporal dev server: ${stack.address} (namespace ${stack.namespace})`);
   printLine(`Temporal Web UI:     ${stack.uiUrl}`);

@@ -221,8 +221,23 @@ export async function startAndWait(
   }
 }
 
-/** A TCP port that was free on 127.0.0.1 a moment ago. Another process may still take it: bind soon. */
-export function freePort(): Promise<number> {
+// Ports this process handed out: the system may offer a port again as soon as the probing socket closes.
+const portsGiven = new Set<number>();
+
+/**
+ * A TCP port that was free on 127.0.0.1 a moment ago and that this process has not handed out before. Another
+ * process may still take it: bind soon.
+ */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await systemFreePort();
+    if (portsGiven.has(port)) continue;
+    portsGiven.add(port);
+    return port;
+  }
+}
+
+function systemFreePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.unref();

@@ -1,4 +1,5 @@
 import { Client, type Connection } from '@temporalio/client';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { DataConverter } from '@temporalio/common';
 import proto from '@temporalio/proto';
 import {
@@ -13,6 +14,7 @@ import { allSearchAttributes } from '../../workflows/messages.js';
 import { workflowsPath } from '../../worker/bundle.js';
 import { dataConverter, payloadConverterPath } from '../../codec/data-converter.js';
 import { keyRingFromEnv } from '../../keys/key-ring.js';
+import { timeSkippingServerPath } from '../../stack/temporal.js';
 import { testKeysEnv } from './keys.js';
 
 /** The product's data converter with the test process's key ring: what every test worker and client uses. */
@@ -45,6 +47,30 @@ export async function registerSearchAttributes(connection: Connection, namespace
     namespace,
     searchAttributes: Object.fromEntries(allSearchAttributes.map((key) => [key.name, keyword])),
   });
+}
+
+export interface TimeSkippingServer {
+  env: TestWorkflowEnvironment;
+  /** A client that never unlocks time skipping: time passes as on a wall clock unless a test calls env.sleep. */
+  client: Client;
+}
+
+/**
+ * The time-skipping server with the deploy search attributes, and the workflows bundled.
+ *
+ * The SDK's own client (env.client) unlocks time skipping whenever a test waits for a result. The server may then
+ * fire a phase's budget timer while the worker is completing the task that cancels it: it refuses that cancel and
+ * the run never gets another task (a fault of the test server, not of the real one). So tests wait through
+ * `client`, where time stays locked, and a test that needs hours to pass skips exactly that far with env.sleep.
+ */
+export async function startTimeSkippingServer(): Promise<TimeSkippingServer> {
+  const env = await TestWorkflowEnvironment.createTimeSkipping({
+    server: { executable: { type: 'existing-path', path: timeSkippingServerPath() } },
+    client: { dataConverter: testDataConverter() },
+  });
+  await registerSearchAttributes(env.connection);
+  await workflowBundle();
+  return { env, client: testClient(env.connection, env.namespace) };
 }
 
 export interface TestWorkerOptions {

@@ -5,14 +5,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ApplicationFailure } from '@temporalio/activity';
-import { type WorkflowHandle, WorkflowUpdateFailedError } from '@temporalio/client';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { type Client, type WorkflowHandle, WorkflowUpdateFailedError } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Activities } from '../../activities/index.js';
 import type { AuditEvent } from '../../domain/audit.js';
 import { type DeploymentStatus, lockId } from '../../domain/deployment.js';
 import type { Credential } from '../../domain/identity.js';
 import type { DeployRequest, RollbackRequest } from '../../domain/requests.js';
-import { timeSkippingServerPath } from '../../stack/temporal.js';
 import type { deployWorkflow, rollbackWorkflow } from '../../workflows/index.js';
 import { resolveCompensationUpdate, statusQuery, voteSignal, voteUpdate } from '../../workflows/messages.js';
 import {
@@ -24,9 +23,10 @@ import {
   testToken,
   TEST_CONTENT_HASH,
 } from '../support/stub-activities.js';
-import { registerSearchAttributes, runTestWorker, testDataConverter, workflowBundle } from '../support/temporal.js';
+import { runTestWorker, startTimeSkippingServer } from '../support/temporal.js';
 
 let env: TestWorkflowEnvironment;
+let client: Client;
 let sequence = 0;
 
 const dev = (user: string): Credential => ({ kind: 'insecure-dev', user });
@@ -81,7 +81,7 @@ function withWorker<T>(activities: Activities, work: (taskQueue: string) => Prom
 }
 
 function start(taskQueue: string, request: DeployRequest, workflowId?: string) {
-  return env.client.workflow.start<typeof deployWorkflow>('deployWorkflow', {
+  return client.workflow.start<typeof deployWorkflow>('deployWorkflow', {
     taskQueue,
     workflowId: workflowId ?? lockId(request.spec.service as string, request.environment),
     args: [request],
@@ -133,12 +133,7 @@ const targetCalls = (calls: Calls) => calls.filter((c) => TARGET_ACTIVITIES.incl
 
 describe('admission and decisions (time-skipping server)', { timeout: 600_000 }, () => {
   before(async () => {
-    env = await TestWorkflowEnvironment.createTimeSkipping({
-      server: { executable: { type: 'existing-path', path: timeSkippingServerPath() } },
-      client: { dataConverter: testDataConverter() },
-    });
-    await registerSearchAttributes(env.connection);
-    await workflowBundle();
+    ({ env, client } = await startTimeSkippingServer());
   });
   after(async () => env?.teardown());
 
@@ -166,7 +161,7 @@ describe('admission and decisions (time-skipping server)', { timeout: 600_000 },
     const results = await withWorker(activities, async (taskQueue) => {
       const ended: { name: string; status: DeploymentStatus }[] = [];
       for (const [i, [name, workflow, input]] of inputs.entries()) {
-        const status = (await env.client.workflow.execute(workflow, {
+        const status = (await client.workflow.execute(workflow, {
           taskQueue,
           workflowId: `malformed-${sequence}-${i}`,
           args: [input],
@@ -197,7 +192,7 @@ describe('admission and decisions (time-skipping server)', { timeout: 600_000 },
   it('ends a rollback whose input is null invalid at once, as a deploy does', {}, async () => {
     const { activities } = stubActivities();
     await withWorker(activities, async (taskQueue) => {
-      const handle = await env.client.workflow.start<typeof rollbackWorkflow>('rollbackWorkflow', {
+      const handle = await client.workflow.start<typeof rollbackWorkflow>('rollbackWorkflow', {
         taskQueue,
         workflowId: `null-rollback-${++sequence}`,
         args: [null as unknown as RollbackRequest],
@@ -582,7 +577,7 @@ describe('admission and decisions (time-skipping server)', { timeout: 600_000 },
       reason: 'bad release',
     };
     const status = await withWorker(activities, async (taskQueue) => {
-      const handle = await env.client.workflow.start<typeof rollbackWorkflow>('rollbackWorkflow', {
+      const handle = await client.workflow.start<typeof rollbackWorkflow>('rollbackWorkflow', {
         taskQueue,
         workflowId: lockId(service, 'production'),
         args: [request],

@@ -5,15 +5,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ApplicationFailure } from '@temporalio/activity';
-import { WorkflowUpdateFailedError } from '@temporalio/client';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { type Client, WorkflowUpdateFailedError } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import type { Activities } from '../../activities/index.js';
 import { type DeploymentStatus, lockId } from '../../domain/deployment.js';
 import { fail } from '../../domain/failures.js';
 import type { Credential } from '../../domain/identity.js';
 import type { DeployRequest, RollbackRequest } from '../../domain/requests.js';
-import { timeSkippingServerPath } from '../../stack/temporal.js';
 import type { deployWorkflow, rollbackWorkflow } from '../../workflows/index.js';
 import {
   resolveCompensationUpdate,
@@ -32,9 +31,10 @@ import {
   TEST_CONTENT_HASH,
   TEST_PLAN,
 } from '../support/stub-activities.js';
-import { registerSearchAttributes, runTestWorker, testDataConverter, workflowBundle } from '../support/temporal.js';
+import { runTestWorker, startTimeSkippingServer, testDataConverter, workflowBundle } from '../support/temporal.js';
 
 let env: TestWorkflowEnvironment;
+let client: Client;
 let sequence = 0;
 
 /** These tests are about workflow logic, not identity: names stand for who sends a message. */
@@ -79,7 +79,7 @@ function withWorker<T>(activities: Activities, work: (taskQueue: string) => Prom
 }
 
 function start(taskQueue: string, test: Setup) {
-  return env.client.workflow.start<typeof deployWorkflow>('deployWorkflow', {
+  return client.workflow.start<typeof deployWorkflow>('deployWorkflow', {
     taskQueue,
     workflowId: lockOf(test),
     args: [test.deploy],
@@ -109,12 +109,7 @@ async function waitForState(
 
 describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
   before(async () => {
-    env = await TestWorkflowEnvironment.createTimeSkipping({
-      server: { executable: { type: 'existing-path', path: timeSkippingServerPath() } },
-      client: { dataConverter: testDataConverter() },
-    });
-    await registerSearchAttributes(env.connection);
-    await workflowBundle();
+    ({ env, client } = await startTimeSkippingServer());
   });
   after(async () => env?.teardown());
 
@@ -187,7 +182,7 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
       { rollback: '2s' },
     );
     const status = await withWorker(test.activities, async (queue) =>
-      env.client.workflow.execute<typeof rollbackWorkflow>('rollbackWorkflow', {
+      client.workflow.execute<typeof rollbackWorkflow>('rollbackWorkflow', {
         taskQueue: queue,
         workflowId: lockOf(test),
         args: [rollbackOf(test)],
@@ -207,7 +202,10 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
     const wallStart = Date.now();
     const status = await withWorker(test.activities, async (queue) => {
       const handle = await start(queue, test);
-      await waitForState(() => handle.query(statusQuery), 'awaiting-approval');
+      const waiting = await waitForState(() => handle.query(statusQuery), 'awaiting-approval');
+      // Just past the deadline (its timer starts a moment after the gate records it), never as far as a budget.
+      const deadline = Date.parse(waiting.approval?.deadline ?? '');
+      await env.sleep(deadline + 1_000 - (await env.currentTimeMs()));
       return handle.result();
     });
     assert.equal(status.state, 'expired');
@@ -268,7 +266,7 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
     });
     assert.equal(status.state, 'rolled-back');
     assert.equal(status.rollback?.attempts, 2);
-    const history = await env.client.workflow.getHandle(lockOf(test)).fetchHistory();
+    const history = await client.workflow.getHandle(lockOf(test)).fetchHistory();
     // Replayed under its own id: admission compares the workflow id with the lock of the request.
     await Worker.runReplayHistory(
       { workflowBundle: await workflowBundle(), dataConverter: testDataConverter() },
@@ -484,7 +482,7 @@ describe('deploy workflow (time-skipping server)', { timeout: 600_000 }, () => {
         awaitReady: () => Promise.reject(ApplicationFailure.nonRetryable('restored release unhealthy', 'Unhealthy')),
       });
       const status = await withWorker(test.activities, async (taskQueue) => {
-        const handle = await env.client.workflow.start<typeof rollbackWorkflow>('rollbackWorkflow', {
+        const handle = await client.workflow.start<typeof rollbackWorkflow>('rollbackWorkflow', {
           taskQueue,
           workflowId: lockOf(test),
           args: [rollbackOf(test, 'bad release')],

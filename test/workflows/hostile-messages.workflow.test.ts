@@ -7,15 +7,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ApplicationFailure } from '@temporalio/activity';
-import { type WorkflowHandle, WorkflowUpdateFailedError } from '@temporalio/client';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { type Client, type WorkflowHandle, WorkflowUpdateFailedError } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import type { Activities } from '../../activities/index.js';
 import { MAX_REFUSED_KEPT } from '../../domain/audit.js';
 import { type DeploymentStatus, lockId } from '../../domain/deployment.js';
 import { isNamed } from '../../domain/identity.js';
 import type { DeployRequest } from '../../domain/requests.js';
-import { timeSkippingServerPath } from '../../stack/temporal.js';
 import type { deployWorkflow } from '../../workflows/index.js';
 import { resolveCompensationUpdate, statusQuery, voteSignal, voteUpdate } from '../../workflows/messages.js';
 import {
@@ -26,9 +25,10 @@ import {
   testToken,
   TEST_CONTENT_HASH,
 } from '../support/stub-activities.js';
-import { registerSearchAttributes, runTestWorker, testDataConverter, workflowBundle } from '../support/temporal.js';
+import { runTestWorker, startTimeSkippingServer, testDataConverter, workflowBundle } from '../support/temporal.js';
 
 let env: TestWorkflowEnvironment;
+let client: Client;
 let sequence = 0;
 
 /** Who may decide anything in the policy below: no generated payload may prove one of them. */
@@ -568,12 +568,7 @@ async function assertNoTaskFailed(handle: WorkflowHandle): Promise<void> {
 
 describe('hostile messages (time-skipping server)', { timeout: 600_000 }, () => {
   before(async () => {
-    env = await TestWorkflowEnvironment.createTimeSkipping({
-      server: { executable: { type: 'existing-path', path: timeSkippingServerPath() } },
-      client: { dataConverter: testDataConverter() },
-    });
-    await registerSearchAttributes(env.connection);
-    await workflowBundle();
+    ({ env, client } = await startTimeSkippingServer());
   });
   after(async () => env?.teardown());
 
@@ -593,7 +588,7 @@ describe('hostile messages (time-skipping server)', { timeout: 600_000 }, () => 
       const test = setup('production');
       const wallStart = Date.now();
       const { status, outcomes } = await withWorker(test.activities, async (taskQueue) => {
-        const handle = await env.client.workflow.start<typeof deployWorkflow>('deployWorkflow', {
+        const handle = await client.workflow.start<typeof deployWorkflow>('deployWorkflow', {
           taskQueue,
           workflowId: test.workflowId,
           args: [test.request],
@@ -658,7 +653,7 @@ describe('hostile messages (time-skipping server)', { timeout: 600_000 }, () => 
             : Promise.reject(ApplicationFailure.nonRetryable('engine lost the container', 'InvalidRelease')),
       });
       const { status, outcomes } = await withWorker(test.activities, async (taskQueue) => {
-        const handle = await env.client.workflow.start<typeof deployWorkflow>('deployWorkflow', {
+        const handle = await client.workflow.start<typeof deployWorkflow>('deployWorkflow', {
           taskQueue,
           workflowId: test.workflowId,
           args: [test.request],
@@ -696,7 +691,7 @@ describe('hostile messages (time-skipping server)', { timeout: 600_000 }, () => 
     async () => {
       const test = setup('production');
       await withWorker(test.activities, async (taskQueue) => {
-        const handle = await env.client.workflow.start<typeof deployWorkflow>('deployWorkflow', {
+        const handle = await client.workflow.start<typeof deployWorkflow>('deployWorkflow', {
           taskQueue,
           workflowId: test.workflowId,
           args: [test.request],
@@ -704,8 +699,8 @@ describe('hostile messages (time-skipping server)', { timeout: 600_000 }, () => 
         try {
           await waitFor(handle, 'awaiting-approval');
           const bytes = (text: string) => new TextEncoder().encode(text);
-          await env.client.workflowService.signalWorkflowExecution({
-            namespace: env.client.options.namespace,
+          await client.workflowService.signalWorkflowExecution({
+            namespace: client.options.namespace,
             workflowExecution: { workflowId: handle.workflowId },
             signalName: voteSignal.name,
             input: { payloads: [{ metadata: { encoding: bytes('json/plain') }, data: bytes('{"approver": alice}') }] },

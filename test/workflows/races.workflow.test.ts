@@ -8,15 +8,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ApplicationFailure } from '@temporalio/activity';
-import { isGrpcServiceError, type WorkflowHandle, WorkflowUpdateFailedError } from '@temporalio/client';
+import { type Client, isGrpcServiceError, type WorkflowHandle, WorkflowUpdateFailedError } from '@temporalio/client';
 import type { temporal } from '@temporalio/proto';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { Activities } from '../../activities/index.js';
 import { type DeploymentStatus, lockId } from '../../domain/deployment.js';
 import type { Credential } from '../../domain/identity.js';
 import type { DeployRequest } from '../../domain/requests.js';
-import { timeSkippingServerPath } from '../../stack/temporal.js';
 import { workflowsPath } from '../../worker/bundle.js';
 import { payloadConverterPath } from '../../codec/data-converter.js';
 import type { deployWorkflow } from '../../workflows/index.js';
@@ -28,7 +27,7 @@ import {
   voteUpdate,
 } from '../../workflows/messages.js';
 import { called, stubActivities, stubLoadPolicy, TEST_CONTENT_HASH, testPolicy } from '../support/stub-activities.js';
-import { registerSearchAttributes, runTestWorker, testDataConverter, workflowBundle } from '../support/temporal.js';
+import { runTestWorker, startTimeSkippingServer, testDataConverter, workflowBundle } from '../support/temporal.js';
 
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 
@@ -36,6 +35,7 @@ const DEADLINE_MS = 24 * 3_600_000;
 const GRPC_NOT_FOUND = 5;
 
 let env: TestWorkflowEnvironment;
+let client: Client;
 let sequence = 0;
 
 /** Races are about timing, not identity: names stand for who sends a message. */
@@ -92,7 +92,7 @@ function withWorker<T>(
 }
 
 function start(taskQueue: string, { deploy, workflowId }: { deploy: DeployRequest; workflowId: string }) {
-  return env.client.workflow.start<typeof deployWorkflow>('deployWorkflow', { taskQueue, workflowId, args: [deploy] });
+  return client.workflow.start<typeof deployWorkflow>('deployWorkflow', { taskQueue, workflowId, args: [deploy] });
 }
 
 /** Polls `probe` until it returns something, at most 200 times. */
@@ -155,8 +155,8 @@ function admitted(handle: WorkflowHandle, updateId: string): Promise<true> {
   return waitFor(`update ${updateId} on the server`, async () => {
     try {
       // Without a wait stage the server answers at once with the stage reached, or NOT_FOUND.
-      await env.client.workflowService.pollWorkflowExecutionUpdate({
-        namespace: env.client.options.namespace,
+      await client.workflowService.pollWorkflowExecutionUpdate({
+        namespace: client.options.namespace,
         updateRef: { workflowExecution: { workflowId: handle.workflowId }, updateId },
       });
       return true;
@@ -197,12 +197,8 @@ function held<A extends unknown[], T>(value: (...args: A) => T) {
 
 describe('message races (time-skipping server)', { timeout: 600_000 }, () => {
   before(async () => {
-    env = await TestWorkflowEnvironment.createTimeSkipping({
-      server: { executable: { type: 'existing-path', path: timeSkippingServerPath() } },
-      client: { dataConverter: testDataConverter() },
-    });
-    await registerSearchAttributes(env.connection);
-    await Promise.all([workflowBundle(), lateHandlersBundle()]);
+    ({ env, client } = await startTimeSkippingServer());
+    await lateHandlersBundle();
   });
   after(async () => env?.teardown());
 

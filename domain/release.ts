@@ -25,6 +25,8 @@ export const releaseStateSchema = z.object({
   running: z.boolean().default(false),
   /** Set by targets that sign their rollback points: what restore checks the stored revision against. */
   integrity: revisionIntegritySchema.optional(),
+  /** Set by apply where it stopped the release before: how long that one took to stop (its grace period at most). */
+  previousStopMs: z.number().optional(),
 });
 export type ReleaseState = z.infer<typeof releaseStateSchema>;
 

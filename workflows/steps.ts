@@ -2,6 +2,7 @@
 import { ActivityCancellationType, CancellationScope, patched, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import type { DeploymentState } from '../domain/deployment.js';
+import { formatDuration } from '../domain/duration.js';
 import { fail, NON_RETRYABLE_TYPES } from '../domain/failures.js';
 import type { ConsistencyReport, PinnedImage, ReleaseState } from '../domain/release.js';
 import { type Target, targetOf } from '../domain/target.js';
@@ -208,7 +209,9 @@ export async function applyAndAwaitReady(
     'apply',
     undefined,
     () => change().applyRelease({ target, ...release }),
-    () => `applied ${release.image.reference}`,
+    ({ previousStopMs }) =>
+      `applied ${release.image.reference}` +
+      (previousStopMs === undefined ? '' : `; the release before took ${formatDuration(previousStopMs)} to stop`),
   );
   runbook.status.applied = applied;
   // Read while the new release is live: after a restore it would read the rollback point again.

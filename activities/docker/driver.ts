@@ -161,21 +161,24 @@ async function pull(docker: Docker, reference: string): Promise<void> {
   checkpoint('pulled');
 }
 
-/** Stops the container and keeps it, renamed, as a rollback point. */
+/** Stops the container and keeps it, renamed, as a rollback point. Answers how long it took to stop, in ms. */
 async function retire(
   docker: Docker,
   target: DockerTarget,
   info: Docker.ContainerInspectInfo,
   fence: Fence,
-): Promise<void> {
+): Promise<number> {
   const container = docker.getContainer(info.Id);
   const abortSignal = cancellationSignal();
   await beforeChange(fence, `stopping ${info.Name}`);
   // The grace the release asked for when it was created; containers from before kept none and get the default.
   const grace = (info.Config as { StopTimeout?: number }).StopTimeout ?? STOP_TIMEOUT_SECONDS;
+  const stopping = performance.now();
   if (info.State.Running) await container.stop({ t: grace, abortSignal });
+  const stopMs = Math.round(performance.now() - stopping);
   await beforeChange(fence, `keeping ${info.Name}`);
   await container.rename({ name: keptName(target, info.Config.Labels?.[LABEL.deploymentId] ?? info.Id), abortSignal });
+  return stopMs;
 }
 
 /** Idempotent: a retry finds its own container by deployment id and only makes sure it runs. */
@@ -196,7 +199,7 @@ async function applyRelease(
     const name = activeName(target);
     const current = await liveContainer(docker, target);
     const ours = current?.Config.Labels?.[LABEL.deploymentId] === deploymentId;
-    if (current && !ours) await retire(docker, target, current, fence);
+    const previousStopMs = current && !ours ? await retire(docker, target, current, fence) : undefined;
     if (current && ours && current.Name !== `/${name}`) {
       // Our own container under the legacy name: only its name changes.
       await beforeChange(fence, `renaming ${current.Name} to ${name}`);
@@ -234,7 +237,7 @@ async function applyRelease(
     const created = await docker.getContainer(name).inspect();
     await beforeChange(fence, `starting ${name}`);
     if (!created.State.Running) await docker.getContainer(name).start({ abortSignal });
-    return releaseStateOf(await docker.getContainer(name).inspect());
+    return { ...releaseStateOf(await docker.getContainer(name).inspect()), previousStopMs };
   });
 }
 

@@ -134,6 +134,7 @@ describe('deploys to Docker end to end', { timeout: 900_000 }, () => {
     );
     assert.equal(upgrade.code, 0, upgrade.stdout + upgrade.stderr);
     assert.equal(await version(stagingPort), '1.1.0\n');
+    assert.match(upgrade.stdout, /apply: succeeded .* the release before took \d+(\.\d)?m?s to stop/);
     const rollback = await runCli(
       ['rollback', '-f', specFile, '--service', 'web-shop', '--env', 'staging', '--wait'],
       as('oncall'),

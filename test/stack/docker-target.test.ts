@@ -452,14 +452,19 @@ void describe('Docker target driver', { timeout: 420_000 }, () => {
     assert.equal((await namedContainer('stranger')).State.Running, false);
   });
 
-  it("creates the container with the spec's stop grace period", async () => {
+  it("creates the container with the spec's stop grace period, and says how long the one before took to stop", async () => {
     const target = {
       ...(await targetOf('graceful', 'qa')),
       container: { ...CONTAINER_DEFAULTS, stopGracePeriod: 1_000 },
     };
-    await dockerDriver(target).apply({ deploymentId: deploymentOf('graceful', 'qa'), version: '1', image: images.v1 });
+    const driver = dockerDriver(target);
+    const first = await driver.apply({ deploymentId: deploymentOf('graceful', 'qa'), version: '1', image: images.v1 });
     const created = await namedContainer('graceful_qa');
     assert.equal((created.Config as { StopTimeout?: number }).StopTimeout, 1);
+    assert.equal(first.previousStopMs, undefined, 'nothing ran before the first release');
+    const second = await driver.apply({ deploymentId: deploymentOf('graceful', 'qa'), version: '2', image: images.v2 });
+    assert.ok(Number.isInteger(second.previousStopMs) && second.previousStopMs! >= 0, String(second.previousStopMs));
+    assert.equal((await containerAt(keptName(target, first.deploymentId!)))?.State.Running, false, 'kept, stopped');
   });
 
   it('fails apply with a non-retryable InvalidRelease when the entrypoint is missing, with the engine message', async () => {

@@ -3,17 +3,9 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseDuration } from '../domain/duration.js';
 import { CliFailure, EXIT, InvalidInput, messageOf } from '../domain/failures.js';
-import { auditCommand } from './audit.js';
 import type { CodecServerOptions } from './codec-server.js';
-import { closeConnections } from './connection.js';
-import { deployCommand } from './deploy.js';
-import { listCommand } from './list.js';
-import { loginCommand } from './login.js';
-import { resolveCommand } from './resolve.js';
-import { rollbackCommand } from './rollback.js';
-import { statusCommand } from './status.js';
-import { validateCommand } from './validate.js';
-import { voteCommand, type VoteOptions } from './vote.js';
+import { runBeforeCliExit } from './exit-hooks.js';
+import type { VoteOptions } from './vote.js';
 
 const program = new Command('deploy-agent')
   .description('Deploys and rollbacks as durable Temporal workflows')
@@ -26,6 +18,12 @@ const run =
   async (...args: A) => {
     exitCode = await command(...args);
   };
+
+/** A verb whose module is loaded only when it runs: starting the CLI costs only what that verb needs. */
+const verb = <M, A extends unknown[]>(
+  load: () => Promise<M>,
+  command: (module: M) => (...args: A) => Promise<number>,
+) => run(async (...args: A) => command(await load())(...args));
 
 const fileOption = new Option('-f, --file <path>', 'deployment spec').default('deploy.yaml');
 
@@ -80,7 +78,12 @@ program
     '--client-id <id>',
     'the public client to sign in with (default: DEPLOY_AGENT_OIDC_CLIENT_ID, else deploy-agent-cli)',
   )
-  .action(run((options: { issuer?: string; clientId?: string }) => loginCommand(options)));
+  .action(
+    verb(
+      () => import('./login.js'),
+      (m) => m.loginCommand,
+    ),
+  );
 
 program
   .command('worker')
@@ -108,7 +111,12 @@ program
   .command('validate')
   .description('check a service spec offline, with the same checks a deploy starts with')
   .addOption(fileOption)
-  .action(run(validateCommand));
+  .action(
+    verb(
+      () => import('./validate.js'),
+      (m) => m.validateCommand,
+    ),
+  );
 
 program
   .command('deploy')
@@ -121,7 +129,12 @@ program
   .option('--wait', 'follow the deployment to its end and exit with its outcome')
   .addOption(timeoutOption())
   .option('--json', 'machine-readable output')
-  .action(run(deployCommand));
+  .action(
+    verb(
+      () => import('./deploy.js'),
+      (m) => m.deployCommand,
+    ),
+  );
 
 for (const decision of ['approve', 'reject'] as const)
   program
@@ -129,7 +142,12 @@ for (const decision of ['approve', 'reject'] as const)
     .description(`${decision} a deployment waiting at its approval gate`)
     .option('--comment <text>', 'recorded with the vote')
     .option('--content-hash <sha256>', 'the content hash of the plan reviewed (default: the plan shown before voting)')
-    .action(run((id: string, options: VoteOptions) => voteCommand(id, decision, options)));
+    .action(
+      verb(
+        () => import('./vote.js'),
+        (m) => (id: string, options: VoteOptions) => m.voteCommand(id, decision, options),
+      ),
+    );
 
 program
   .command('rollback')
@@ -143,20 +161,35 @@ program
   .option('--wait', 'follow the rollback to its end and exit with its outcome')
   .addOption(timeoutOption())
   .option('--json', 'machine-readable output')
-  .action(run(rollbackCommand));
+  .action(
+    verb(
+      () => import('./rollback.js'),
+      (m) => m.rollbackCommand,
+    ),
+  );
 
 program
   .command('resolve <deployment-id>')
   .description('answer a failed compensation: retry it, or abandon it after fixing the environment by hand')
   .addOption(new Option('--action <action>').choices(['retry', 'abandon']).makeOptionMandatory())
   .option('--reason <text>', 'recorded with the decision')
-  .action(run((id: string, options: { action: 'retry' | 'abandon'; reason?: string }) => resolveCommand(id, options)));
+  .action(
+    verb(
+      () => import('./resolve.js'),
+      (m) => m.resolveCommand,
+    ),
+  );
 
 program
   .command('status <deployment-id>')
   .description('phase, timings against budgets, approvals and errors of a deployment')
   .option('--json', 'machine-readable output')
-  .action(run(statusCommand));
+  .action(
+    verb(
+      () => import('./status.js'),
+      (m) => m.statusCommand,
+    ),
+  );
 
 program
   .command('audit')
@@ -165,7 +198,12 @@ program
   .option('--service <service>')
   .option('--env <environment>')
   .option('--json', 'machine-readable output')
-  .action(run(auditCommand));
+  .action(
+    verb(
+      () => import('./audit.js'),
+      (m) => m.auditCommand,
+    ),
+  );
 
 program
   .command('list')
@@ -173,7 +211,12 @@ program
   .option('--service <service>')
   .option('--env <environment>')
   .option('--json', 'machine-readable output')
-  .action(run(listCommand));
+  .action(
+    verb(
+      () => import('./list.js'),
+      (m) => m.listCommand,
+    ),
+  );
 
 /**
  * dev and demo start local infrastructure from stack/, which belongs to the development tree: an installed package
@@ -205,7 +248,7 @@ async function main(): Promise<number> {
     process.stderr.write(`deploy-agent: ${messageOf(error)}\n`);
     return error instanceof CliFailure ? error.exitCode : 1;
   } finally {
-    await closeConnections();
+    await runBeforeCliExit();
   }
 }
 

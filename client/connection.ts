@@ -15,6 +15,7 @@ import {
 } from '@temporalio/client';
 import { parseDeploymentId } from '../domain/deployment.js';
 import { InvalidInput, messageOf, TemporalUnreachable } from '../domain/failures.js';
+import { beforeCliExit } from './exit-hooks.js';
 import { clientDataConverter } from './remote-codec.js';
 import { connectionSettings, type TemporalConnectionSettings } from './settings.js';
 
@@ -39,6 +40,8 @@ export async function closeConnections(): Promise<void> {
   await Promise.all([...opened].map((connection) => connection.close().catch(() => undefined)));
   opened.clear();
 }
+
+beforeCliExit(closeConnections);
 
 export async function connect(): Promise<Client> {
   const configured = connectionSettings();

@@ -18,6 +18,7 @@ import { fail, isConnectionError, messageOf, unreachable } from '../../domain/fa
 import type { ReleaseState } from '../../domain/release.js';
 import type { DockerTarget } from '../../domain/target.js';
 import { fingerprint } from '../../keys/fingerprint.js';
+import { activeName, legacyName, type Named } from './names.js';
 
 export const LABEL = {
   service: 'deploy-agent.service',
@@ -104,15 +105,7 @@ function engineMessage(error: unknown): string {
     .trim();
 }
 
-type Named = Pick<DockerTarget, 'service' | 'environment'>;
-
-/** The live container: `_` occurs in neither name, so each service and environment has a name of its own. */
-export const activeName = (target: Named): string => `${target.service}_${target.environment}`;
-/** A kept rollback point: the live name, `.kept-` and the end of its deployment id (or container id). */
-export const keptName = (target: Named, deploymentOrId: string): string =>
-  `${activeName(target)}.kept-${deploymentOrId.slice(-12).replace(/[^a-zA-Z0-9_.-]/g, '-')}`;
-/** The live container's name before it had a separator of its own; found only when labelled for this target. */
-export const legacyName = (target: Named): string => `${target.service}-${target.environment}`;
+export { activeName, keptName, legacyName } from './names.js';
 
 /** Whether the container is labelled as a release of this service in this environment. */
 export function ownedBy(info: Docker.ContainerInspectInfo, target: Named): boolean {

@@ -9,7 +9,8 @@ import type { Target } from '../../domain/target.js';
 import { loadPolicyFile } from '../policy.js';
 import { evaluateRules } from './evaluate.js';
 import { imageUser } from './image-user.js';
-import { dockerSecurityObject, kubernetesSecurityInput } from './inputs.js';
+import { dockerSecurityObject } from './docker-input.js';
+import { kubernetesSecurityInput } from './kubernetes-input.js';
 
 export interface SecurityCheckRequest {
   target: Target;

@@ -6,7 +6,7 @@
 import type { SecurityFinding } from '../../domain/security.js';
 import type { ServiceSpec, SpecProblem } from '../../domain/spec.js';
 import { evaluateRules } from './evaluate.js';
-import { dockerObjectOfSpec } from './inputs.js';
+import { dockerObjectOfSpec } from './docker-input.js';
 import type { CompiledRule } from './rules.js';
 
 /** Findings of the Docker rules over the spec's container, as they would be in a protected environment. */

@@ -1,16 +1,13 @@
 /**
- * What the rules inspect, built from what a release would create: for Docker the container the driver would create
- * (the same settings it creates it with), for Kubernetes the manifests after the release image is pinned, and the
- * namespace as the cluster has it.
+ * What the rules inspect on Docker: the container the driver would create, with the same settings it creates it
+ * with. Pure, so the CLI checks a spec without loading any target's client.
  */
 import type { PinnedImage } from '../../domain/release.js';
 import type { ServiceSpec } from '../../domain/spec.js';
-import type { DockerTarget, KubernetesTarget } from '../../domain/target.js';
-import { activeName } from '../docker/engine.js';
+import type { DockerTarget } from '../../domain/target.js';
 import { DEFAULT_CONTAINER, memoryBytes } from '../docker/hardening.js';
-import { connect, isNotFound } from '../kubernetes/client.js';
-import { loadManifests, prepare } from '../kubernetes/manifests.js';
-import type { DockerSecurityObject, SecurityInput } from './evaluate.js';
+import { activeName } from '../docker/names.js';
+import type { DockerSecurityObject } from './evaluate.js';
 
 export interface DockerRelease {
   image: PinnedImage;
@@ -38,25 +35,6 @@ export function dockerSecurityObject(
     memory: memoryBytes(container.resources.memory),
     cpus: container.resources.cpus ?? 0,
     env: Object.keys(target.env),
-  };
-}
-
-/** The release's manifests as they would be applied, and the namespace's labels, read from the cluster. */
-export async function kubernetesSecurityInput(target: KubernetesTarget, image: PinnedImage): Promise<SecurityInput> {
-  const { objects } = prepare(target, await loadManifests(target), image);
-  const cluster = connect(target);
-  type Namespace = { metadata?: { labels?: Record<string, string> } };
-  const namespace: Namespace = await cluster
-    .request<Namespace>('GET', `/api/v1/namespaces/${encodeURIComponent(target.namespace)}`)
-    .catch((error: unknown) => {
-      // A missing namespace is validation's own problem to report; the rules then see one without labels.
-      if (isNotFound(error)) return { metadata: {} };
-      throw error;
-    });
-  return {
-    kind: 'kubernetes',
-    objects,
-    namespaceObject: { metadata: { name: target.namespace, labels: namespace.metadata?.labels ?? {} } },
   };
 }
 

@@ -5,7 +5,8 @@
  * Measured, once each per run: loading (read, parse, object shape, names, namespace, duplicates, apply order), the
  * restore allowlist and quota amounts of environment inspection, image pinning, and the shipped security rules (read
  * and compiled as each check reads them, then evaluated over every container). Not measured: what needs a cluster
- * (served kinds, live objects, quotas, and the server-side dry run, one request per object).
+ * (served kinds, live objects, quotas, the plan's live state, and the server-side dry run, one request per object).
+ * A deploy's validate phase loads the release once for each of its activities that reads it.
  */
 import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -57,16 +58,13 @@ async function validateRelease(target: KubernetesTarget): Promise<Outcome> {
   };
 }
 
-/** The floor: every file read and parsed into plain values by the yaml package, nothing checked. */
+/** The floor: every file read at once and parsed into plain values by the yaml package, nothing checked. */
 async function parseOnly(dir: string): Promise<number> {
   const entries = await readdir(dir, { withFileTypes: true, recursive: true });
+  const files = entries.filter((e) => e.isFile() && e.name.endsWith('.yaml'));
+  const texts = await Promise.all(files.map((e) => readFile(path.join(e.parentPath, e.name), 'utf8')));
   let documents = 0;
-  for (const entry of entries) {
-    if (!entry.isFile() || !entry.name.endsWith('.yaml')) continue;
-    for (const document of parseAllDocuments(await readFile(path.join(entry.parentPath, entry.name), 'utf8'))) {
-      if (document.toJS() !== null) documents++;
-    }
-  }
+  for (const text of texts) for (const document of parseAllDocuments(text)) if (document.toJS() !== null) documents++;
   return documents;
 }
 
@@ -106,12 +104,13 @@ export const validationSuite: BenchSuite = async (options) => {
         agent: formatMs(agentMs),
         raw: formatMs(rawMs),
         ratio: agentMs / rawMs,
-        goal: `< ${formatMs(GOAL_MS)}`,
-        met: agentMs < GOAL_MS,
+        // The goal is for 5,000 manifests; a smoke run's figure says nothing about it.
+        ...(options.smoke ? {} : { goal: `< ${formatMs(GOAL_MS)}`, met: agentMs < GOAL_MS }),
         notes:
-          `${files.toLocaleString('en-US')} files, ${outcome.containers.toLocaleString('en-US')} containers; read, parse, names, namespace, duplicates, restore ` +
-          `allowlist, quota, image pinning, 11 security rules; raw: the yaml package only reading and parsing the ` +
-          `same files (a floor, no checks); no server-side dry run (one request per object to a cluster)`,
+          `${files.toLocaleString('en-US')} files, ${outcome.containers.toLocaleString('en-US')} containers, one ` +
+          `pass: read, parse, names, namespace, duplicates, restore allowlist, quota, image pinning, 11 security ` +
+          `rules; not measured: the cluster's checks and server-side dry run (a request per object); raw: the yaml ` +
+          `package alone reading and parsing the same files, a floor with no checks`,
       },
     ];
   } finally {

@@ -100,6 +100,25 @@ async function manifestFiles(dir: string): Promise<string[]> {
     .sort();
 }
 
+// Reads in flight ahead of the file being parsed: one read at a time leaves the parser waiting on each file's open,
+// read and close in turn, which made a third of loading a release of thousands of small files.
+const READ_AHEAD = 32;
+
+/** Each file's text, in order; later files are already being read while an earlier one is parsed. */
+async function* readInOrder(files: readonly string[]): AsyncGenerator<[string, string]> {
+  const pending: Promise<string>[] = [];
+  let next = 0;
+  for (const file of files) {
+    while (next < files.length && pending.length < READ_AHEAD) {
+      const read = readFile(files[next++]!, 'utf8');
+      // Handled where it is awaited; this only spares an unhandled rejection when an earlier file stops the load.
+      read.catch(() => undefined);
+      pending.push(read);
+    }
+    yield [file, await pending.shift()!];
+  }
+}
+
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
@@ -130,10 +149,10 @@ function checked(value: unknown, where: string, namespace: string): KubeObject {
 /** Every object of the release, in apply order. Bad files are invalid input: nothing was changed yet. */
 export async function loadManifests(target: KubernetesTarget): Promise<KubeObject[]> {
   const objects: KubeObject[] = [];
-  for (const file of await manifestFiles(target.manifestsDir)) {
+  for await (const [file, text] of readInOrder(await manifestFiles(target.manifestsDir))) {
     const name = path.relative(target.manifestsDir, file);
     const lineCounter = new LineCounter();
-    const documents = parseAllDocuments(await readFile(file, 'utf8'), { lineCounter, prettyErrors: false });
+    const documents = parseAllDocuments(text, { lineCounter, prettyErrors: false });
     for (const [index, document] of documents.entries()) {
       const error = document.errors[0];
       // Position and kind only: the parser's message quotes the manifest, which may be a Secret's.

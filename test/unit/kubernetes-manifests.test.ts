@@ -396,6 +396,17 @@ describe('loading release manifests', () => {
     );
   });
 
+  it('reads many files ahead of parsing, yet loads all and names the first broken file', async () => {
+    const files = Object.fromEntries(
+      Array.from({ length: 100 }, (_, n) => [`f-${String(n).padStart(3, '0')}.yaml`, configMap(`c-${n}`)]),
+    );
+    assert.equal((await loadManifests(await release(files))).length, 100);
+    assert.match(
+      await refusal({ ...files, 'f-050.yaml': 'key: [unclosed\n', 'f-090.yaml': 'just a string\n' }),
+      /^f-050\.yaml document 1: \S/,
+    );
+  });
+
   it('refuses a directory without objects', async () => {
     assert.equal(
       await refusal({ 'empty.yaml': '# nothing here yet\n', 'notes.txt': configMap('one') }),

@@ -3,6 +3,7 @@ import type { ChangeSet } from '../domain/release.js';
 import { fail, messageOf } from '../domain/failures.js';
 
 const MAX_COMMITS = 200;
+const MAX_FILES = 500;
 
 export interface ChangeQuery {
   repository: string;
@@ -23,18 +24,23 @@ export async function trackChanges({
   const git = simpleGit({ baseDir: repository, timeout: { block: 20_000 } });
   const toRef = refOf(refPattern, toVersion);
   const fromRef = fromVersion === undefined ? undefined : refOf(refPattern, fromVersion);
-  const resolve = async (ref: string) => {
+  // With --quiet a missing ref answers nothing and exits 1 without a message, which simple-git does not raise.
+  const resolve = async (ref: string, version: string) => {
+    let hash = '';
+    let why = 'no such commit';
     try {
-      return (await git.revparse(['--verify', '--quiet', `${ref}^{commit}`])).trim();
+      hash = (await git.revparse(['--verify', '--quiet', `${ref}^{commit}`])).trim();
     } catch (error) {
-      throw fail(
-        'invalid',
-        `git ref ${ref} (version ${toVersion}) was not found in ${repository}: ${messageOf(error)}`,
-      );
+      why = messageOf(error);
     }
+    if (!hash) throw fail('invalid', `git ref ${ref} (version ${version}) was not found in ${repository}: ${why}`);
+    return hash;
   };
-  const to = await resolve(toRef);
-  const from = fromRef === undefined ? undefined : await resolve(fromRef).catch(() => undefined);
+  const to = await resolve(toRef, toVersion);
+  const from =
+    fromRef === undefined || fromVersion === undefined
+      ? undefined
+      : await resolve(fromRef, fromVersion).catch(() => undefined);
   const range = from ? [`${from}..${to}`] : [to];
   const log = await git.log([...range, `--max-count=${MAX_COMMITS + 1}`]);
   const commits = log.all.slice(0, MAX_COMMITS).map((c) => ({
@@ -43,15 +49,14 @@ export async function trackChanges({
     date: c.date,
     subject: c.message,
   }));
-  const files = from
-    ? (await git.diffSummary([from, to])).files.map((f) => ({
-        path: f.file,
-        change:
-          'binary' in f && f.binary
-            ? 'binary'
-            : `+${'insertions' in f ? f.insertions : 0} -${'deletions' in f ? f.deletions : 0}`,
-      }))
-    : [];
+  const changed = from ? (await git.diffSummary([from, to])).files : [];
+  const files = changed.slice(0, MAX_FILES).map((f) => ({
+    path: f.file,
+    change:
+      'binary' in f && f.binary
+        ? 'binary'
+        : `+${'insertions' in f ? f.insertions : 0} -${'deletions' in f ? f.deletions : 0}`,
+  }));
   let note: string | undefined;
   if (fromVersion === undefined) note = 'first deployment to this environment: history up to the requested version';
   else if (!from)
@@ -64,6 +69,7 @@ export async function trackChanges({
     toRef,
     commits,
     files,
+    moreFiles: changed.length > MAX_FILES ? changed.length - MAX_FILES : undefined,
     truncated: log.all.length > MAX_COMMITS,
     note,
   };

@@ -79,6 +79,8 @@ export const changeSetSchema = z.object({
   toRef: z.string(),
   commits: z.array(z.object({ hash: z.string(), author: z.string(), date: z.string(), subject: z.string() })),
   files: z.array(z.object({ path: z.string(), change: z.string() })),
+  /** Files changed in the range beyond those listed: a large range must not fill the history. */
+  moreFiles: z.number().optional(),
   truncated: z.boolean(),
   note: z.string().optional(),
 });

@@ -65,6 +65,7 @@ export function renderReport(status: DeploymentStatus): string {
       lines.push(`- ${commit.hash.slice(0, 10)} ${commit.subject} (${commit.author}, ${commit.date})`);
     if (c.truncated) lines.push('- ... (truncated)');
     if (c.files.length) lines.push('', 'Files:', ...c.files.map((f) => `- ${f.path} ${f.change}`));
+    if (c.moreFiles) lines.push(`- ... and ${c.moreFiles} more files`);
   }
   if (status.objectChanges) {
     const d = status.objectChanges;

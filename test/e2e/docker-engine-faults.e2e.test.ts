@@ -29,7 +29,7 @@ import { buildServiceImage, startLocalDockerStack } from '../../stack/docker.js'
 import { freePort, sleep } from '../../stack/processes.js';
 import { statusQuery } from '../../workflows/messages.js';
 import { deploymentIdIn, runCli } from '../support/cli.js';
-import { startHoldingProxy, type HoldingProxy } from '../support/holding-proxy.js';
+import { layersOnlyIn, startHoldingProxy, type HoldingProxy } from '../support/holding-proxy.js';
 import {
   dockerEnvironment,
   specYaml,
@@ -294,24 +294,11 @@ describe('the Docker engine stopped during a deploy', { timeout: 1_500_000 }, ()
     return `${what}; activities ${describeRuns(runs)}; fence held by ${last.type} attempt ${last.attempt}`;
   }
 
-  /** Layers of 1.1.0 that 1.0.0 does not share: what its pull must download, and the proxy can hold. */
-  async function layersOnlyIn(tag: string, other: string): Promise<string[]> {
-    const layers = async (reference: string) => {
-      const response = await fetch(`http://${docker.registry.address}/v2/${SERVICE}/manifests/${reference}`, {
-        headers: { Accept: 'application/vnd.docker.distribution.manifest.v2+json' },
-      });
-      const manifest = (await response.json()) as { layers: { digest: string }[] };
-      return manifest.layers.map((layer) => layer.digest);
-    };
-    const shared = new Set(await layers(other));
-    return (await layers(tag)).filter((digest) => !shared.has(digest));
-  }
-
   it('stopped while the apply pulls its image: the deploy ends as its report says, on the engine once back', async (t) => {
     const first = await deploy('staging', '1.0.0');
     assert.equal(first.code, 0, first.stdout + first.stderr);
 
-    proxy.hold(await layersOnlyIn('1.1.0', '1.0.0'));
+    proxy.hold(await layersOnlyIn(docker.registry.address, SERVICE, '1.1.0', '1.0.0'));
     const deploying = deploy('staging', '1.1.0');
     await until('the pull of 1.1.0 stalls at the registry', () => Promise.resolve(proxy.held > 0), 1_200);
     await stopEngine(() => proxy.release());

@@ -15,7 +15,7 @@ import type { DevStack } from '../../stack/dev.js';
 import { buildServiceImage, startLocalDockerStack } from '../../stack/docker.js';
 import { freePort, sleep } from '../../stack/processes.js';
 import { deploymentIdIn, runCli } from '../support/cli.js';
-import { startHoldingProxy, type HoldingProxy } from '../support/holding-proxy.js';
+import { layersOnlyIn, startHoldingProxy, type HoldingProxy } from '../support/holding-proxy.js';
 import {
   dockerEnvironment,
   specYaml,
@@ -26,18 +26,6 @@ import {
 
 type DockerStack = Awaited<ReturnType<typeof startLocalDockerStack>>;
 
-/** The layers of one tag that another tag does not share: what a pull of it must download. */
-async function uniqueLayers(registry: string, tag: string, other: string): Promise<string[]> {
-  const layers = async (reference: string) => {
-    const response = await fetch(`http://${registry}/v2/web-shop/manifests/${reference}`, {
-      headers: { Accept: 'application/vnd.docker.distribution.manifest.v2+json' },
-    });
-    const manifest = (await response.json()) as { layers: { digest: string }[] };
-    return manifest.layers.map((layer) => layer.digest);
-  };
-  const shared = new Set(await layers(other));
-  return (await layers(tag)).filter((digest) => !shared.has(digest));
-}
 /** After the stalled pull is released, how long the target is watched for a leftover change. */
 const WATCH_ROUNDS = 15;
 
@@ -97,7 +85,7 @@ describe('a deploy whose image pull stalls past its budget', { timeout: 600_000 
     assert.equal(first.code, 0, first.stdout + first.stderr);
     const old = await live();
 
-    proxy.hold(await uniqueLayers(docker.registry.address, '1.1.0', '1.0.0'));
+    proxy.hold(await layersOnlyIn(docker.registry.address, 'web-shop', '1.1.0', '1.0.0'));
     const second = await deploy('1.1.0');
     assert.equal(second.code, 1, second.stdout + second.stderr);
     assert.match(second.stdout, /rolled-back/);
@@ -153,7 +141,7 @@ describe('a deploy whose image pull stalls past its budget', { timeout: 600_000 
   });
 
   it('exits 6 with the id when --timeout runs out, and 5 for a run Temporal terminated', async () => {
-    proxy.hold(await uniqueLayers(docker.registry.address, '1.1.0', '1.0.0'));
+    proxy.hold(await layersOnlyIn(docker.registry.address, 'web-shop', '1.1.0', '1.0.0'));
     const waited = await deploy('1.1.0', '--timeout', '3s');
     assert.equal(waited.code, 6, waited.stdout + waited.stderr);
     assert.match(waited.stderr, /still running when --timeout ran out/);
@@ -182,7 +170,7 @@ describe('a deploy whose image pull stalls past its budget', { timeout: 600_000 
 
   // Last: it stops Temporal.
   it('exits 7, outcome unknown, when Temporal stops answering while --wait follows a deploy', async () => {
-    proxy.hold(await uniqueLayers(docker.registry.address, '1.1.0', '1.0.0'));
+    proxy.hold(await layersOnlyIn(docker.registry.address, 'web-shop', '1.1.0', '1.0.0'));
     const waiting = deploy('1.1.0');
     for (let attempt = 0; attempt < 100 && !(await cli('list', '--json')).stdout.includes('"running"'); attempt++)
       await sleep(200);

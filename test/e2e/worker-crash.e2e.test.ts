@@ -5,18 +5,14 @@
  * and no duplicate container.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { openSync, closeSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import Docker from 'dockerode';
 import { type Client, Connection } from '@temporalio/client';
 import { testClient } from '../support/temporal.js';
-import type proto from '@temporalio/proto';
-import { parseDeploymentId, type DeploymentStatus } from '../../domain/deployment.js';
+import type { DeploymentStatus } from '../../domain/deployment.js';
 import type { DevStack } from '../../stack/dev.js';
 import { buildServiceImage, startLocalDockerStack } from '../../stack/docker.js';
 import { freePort, sleep } from '../../stack/processes.js';
@@ -28,19 +24,15 @@ import {
   testPolicy,
   writeTestFiles,
 } from '../support/spec-fixtures.js';
+import {
+  activityEnded,
+  assertOneRelease,
+  deploymentHandle,
+  startWorkerProcess,
+  type WorkerProcess,
+} from '../support/worker-process.js';
 
-const WORKER = fileURLToPath(new URL('../../worker/main.js', import.meta.url));
 type DockerStack = Awaited<ReturnType<typeof startLocalDockerStack>>;
-type HistoryEvent = proto.temporal.api.history.v1.IHistoryEvent;
-
-/** An activity ended: the boundaries the worker is killed at. */
-const activityEnded = (event: HistoryEvent): boolean =>
-  Boolean(
-    event.activityTaskCompletedEventAttributes ??
-    event.activityTaskFailedEventAttributes ??
-    event.activityTaskTimedOutEventAttributes ??
-    event.activityTaskCanceledEventAttributes,
-  );
 
 describe('the worker SIGKILLed at every activity boundary', { timeout: 2_400_000 }, () => {
   let workDir: string;
@@ -53,30 +45,22 @@ describe('the worker SIGKILLed at every activity boundary', { timeout: 2_400_000
   let policyFile: string;
   let hostPort: number;
   let env: Record<string, string>;
-  let worker: ChildProcess | undefined;
+  let worker: WorkerProcess | undefined;
   let workers = 0;
 
   function startWorker(): void {
-    const log = openSync(join(workDir, `worker-${++workers}.log`), 'a');
-    worker = spawn(process.execPath, [WORKER], {
-      env: {
-        ...process.env,
-        ...env,
-        DEPLOY_AGENT_REPORTS_DIR: join(workDir, 'reports'),
-        DEPLOY_AGENT_POLICY: policyFile,
-      },
-      stdio: ['ignore', log, log],
+    worker = startWorkerProcess({
+      env,
+      policyFile,
+      reportsDir: join(workDir, 'reports'),
+      logFile: join(workDir, `worker-${++workers}.log`),
     });
-    closeSync(log);
   }
 
   async function killWorker(): Promise<void> {
     const dying = worker;
     worker = undefined;
-    if (!dying || dying.exitCode !== null) return;
-    const exited = new Promise((resolve) => dying.once('exit', resolve));
-    dying.kill('SIGKILL');
-    await exited;
+    await dying?.kill();
   }
 
   before(async () => {
@@ -121,10 +105,7 @@ describe('the worker SIGKILLed at every activity boundary', { timeout: 2_400_000
     assert.equal(result.code, 0, `baseline deploy of ${version}: ${result.output}`);
   }
 
-  const handleOf = (deploymentId: string) => {
-    const { workflowId, runId } = parseDeploymentId(deploymentId);
-    return client.workflow.getHandle(workflowId, runId);
-  };
+  const handleOf = (deploymentId: string) => deploymentHandle(client, deploymentId);
 
   async function activitiesEnded(deploymentId: string): Promise<number> {
     const history = await handleOf(deploymentId).fetchHistory();
@@ -132,18 +113,8 @@ describe('the worker SIGKILLed at every activity boundary', { timeout: 2_400_000
   }
 
   /** The invariants every ending must keep: one release runs, serving `version`, and no container twice. */
-  async function assertOneRelease(version: string, what: string): Promise<void> {
-    const containers = await engine.listContainers({
-      all: true,
-      filters: { label: ['deploy-agent.service=web-shop'] },
-    });
-    const running = containers.filter((c) => c.State === 'running');
-    assert.equal(running.length, 1, `${what}: ${running.map((c) => c.Names.join(',')).join('; ')} run`);
-    assert.equal(running[0]?.Labels['deploy-agent.version'], version, `${what}: the release that runs`);
-    const ids = containers.map((c) => c.Labels['deploy-agent.deployment-id']);
-    assert.equal(new Set(ids).size, ids.length, `${what}: a deployment has two containers`);
-    assert.equal(await (await fetch(`http://127.0.0.1:${hostPort}/version`)).text(), `${version}\n`, what);
-  }
+  const assertServes = (version: string, what: string) =>
+    assertOneRelease(engine, { service: 'web-shop', environment: 'staging', version, hostPort }, what);
 
   interface Scenario {
     name: string;
@@ -179,7 +150,7 @@ describe('the worker SIGKILLed at every activity boundary', { timeout: 2_400_000
       startWorker();
       const result = (await handleOf(id).result()) as DeploymentStatus;
       assert.equal(result.state, scenario.state, `${what}: ${result.errors.join('; ')}`);
-      await assertOneRelease(scenario.serves, what);
+      await assertServes(scenario.serves, what);
     }
   }
 
@@ -215,6 +186,6 @@ describe('the worker SIGKILLed at every activity boundary', { timeout: 2_400_000
     startWorker();
     const result = (await handleOf(id).result()) as DeploymentStatus;
     assert.equal(result.state, 'succeeded');
-    await assertOneRelease('1.1.0', 'after the worker came back');
+    await assertServes('1.1.0', 'after the worker came back');
   });
 });

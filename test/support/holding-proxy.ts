@@ -62,3 +62,21 @@ export async function startHoldingProxy(registry: string): Promise<HoldingProxy>
       }),
   };
 }
+
+/** The layers of `repository:tag` that `repository:other` does not share: what a pull of it downloads, to hold. */
+export async function layersOnlyIn(
+  registry: string,
+  repository: string,
+  tag: string,
+  other: string,
+): Promise<string[]> {
+  const layers = async (reference: string) => {
+    const response = await fetch(`http://${registry}/v2/${repository}/manifests/${reference}`, {
+      headers: { Accept: 'application/vnd.docker.distribution.manifest.v2+json' },
+    });
+    const manifest = (await response.json()) as { layers: { digest: string }[] };
+    return manifest.layers.map((layer) => layer.digest);
+  };
+  const shared = new Set(await layers(other));
+  return (await layers(tag)).filter((digest) => !shared.has(digest));
+}

@@ -90,13 +90,18 @@ export async function follow(handle: WorkflowHandle, options: FollowOptions): Pr
   let last: DeploymentStatus | undefined;
   let missed = 0;
   let lastBeat = '';
+  // A poll that lands after the run ended would wait for a worker to replay the whole history: the result wins.
+  const unlessEnded = <T>(poll: Promise<T>): Promise<T | undefined> =>
+    Promise.race([poll, result.then(() => undefined)]);
   while (!settled) {
     try {
-      last = await handle.query(statusQuery);
+      const polled = await unlessEnded(handle.query(statusQuery));
+      if (polled === undefined) break;
+      last = polled;
       missed = 0;
       show(last);
       if (last.state === 'compensation-failed') return { kind: 'status', status: last };
-      const beat = options.live ? (await heartbeats(handle)).join('\n    ') : '';
+      const beat = options.live ? ((await unlessEnded(heartbeats(handle))) ?? []).join('\n    ') : '';
       if (beat && beat !== lastBeat) printLine(`    ${beat}`);
       lastBeat = beat;
     } catch (error) {

@@ -34,7 +34,9 @@ async function main(): Promise<number> {
   const only = values.only ?? Object.keys(SUITES);
   const unknown = only.filter((name) => !(name in SUITES));
   if (unknown.length > 0) {
-    process.stderr.write(`bench: unknown suite ${unknown.join(', ')}; expected one of ${Object.keys(SUITES).join(', ')}\n`);
+    process.stderr.write(
+      `bench: unknown suite ${unknown.join(', ')}; expected one of ${Object.keys(SUITES).join(', ')}\n`,
+    );
     return 2;
   }
   const workDir = await mkdtemp(join(tmpdir(), 'deploy-agent-bench-'));
@@ -68,7 +70,8 @@ async function main(): Promise<number> {
 function positive(value: string | undefined, fallback: number, flag: string): number {
   if (value === undefined) return fallback;
   const parsed = Number(value);
-  if (!Number.isInteger(parsed) || parsed < 1) throw new Error(`bench: ${flag} expects a positive integer, got ${value}`);
+  if (!Number.isInteger(parsed) || parsed < 1)
+    throw new Error(`bench: ${flag} expects a positive integer, got ${value}`);
   return parsed;
 }
 

@@ -170,25 +170,54 @@ export function comparison(operation: string, agent: number[], raw: number[], go
 }
 
 /**
- * One deploy taken apart: from the CLI's spawn to the workflow's start (process start, connect, spec load, start
- * call), each phase the workflow recorded, what lies between them (workflow tasks), and from the workflow's end to
- * the CLI's exit (result, report, process exit).
+ * One deploy taken apart: the CLI process loading (`deploy-agent --help`, the same process doing no work), the rest of
+ * the way from its spawn to the workflow's start (connect, spec, start call), each phase the workflow recorded (phases
+ * inside another are shown in brackets after it), the time outside phases (workflow tasks, pruning), and from the
+ * workflow's end to the CLI's exit (result, report, process exit).
  */
 async function whereTheTimeGoes(stack: BenchDockerStack, deploy: TimedCli): Promise<BenchRow> {
   const id = deploymentIdIn(deploy.result.stdout);
   const answer = await runCli(['status', id, '--json'], stack.cliEnv);
   const status = JSON.parse(answer.stdout) as DeploymentStatus;
+  const loads: number[] = [];
+  for (let i = 0; i < 3; i++) loads.push((await timed(() => runCli(['--help'], stack.cliEnv))).ms);
+  const cliLoad = median(loads);
   const started = Date.parse(status.startedAt);
   const finished = Date.parse(status.finishedAt ?? status.startedAt);
-  const parts: string[] = [`CLI start→workflow start ${formatMs(started - deploy.spawnedAt)}`];
+  const parts: string[] = [
+    `CLI process load ${formatMs(cliLoad)}`,
+    `then to workflow start ${formatMs(started - deploy.spawnedAt - cliLoad)}`,
+  ];
   let inPhases = 0;
-  for (const phase of status.phases) {
-    if (phase.status === 'skipped') continue;
-    const ms = Date.parse(phase.endedAt ?? phase.startedAt) - Date.parse(phase.startedAt);
-    inPhases += ms;
-    parts.push(`${phase.name} ${formatMs(ms)}`);
+  for (const phase of topLevelPhases(status.phases)) {
+    inPhases += phase.ms;
+    const inner = phase.inner.map((p) => `${p.name} ${formatMs(p.ms)}`).join(', ');
+    parts.push(`${phase.name} ${formatMs(phase.ms)}${inner ? ` [${inner}]` : ''}`);
   }
-  parts.push(`between phases ${formatMs(finished - started - inPhases)}`);
+  parts.push(`outside phases ${formatMs(finished - started - inPhases)}`);
   parts.push(`workflow end→CLI exit ${formatMs(deploy.spawnedAt + deploy.ms - finished)}`);
   return { operation: 'one deploy (Docker), taken apart', agent: formatMs(deploy.ms), notes: parts.join('; ') };
+}
+
+interface TimedPhase {
+  name: string;
+  start: number;
+  end: number;
+  ms: number;
+  inner: TimedPhase[];
+}
+
+/** The recorded phases that ran, each with the ones that ran inside it. */
+function topLevelPhases(phases: DeploymentStatus['phases']): TimedPhase[] {
+  const top: TimedPhase[] = [];
+  for (const phase of phases) {
+    if (phase.status === 'skipped') continue;
+    const start = Date.parse(phase.startedAt);
+    const end = Date.parse(phase.endedAt ?? phase.startedAt);
+    const timedPhase = { name: phase.name, start, end, ms: end - start, inner: [] };
+    const outer = top.at(-1);
+    if (outer && start >= outer.start && end <= outer.end) outer.inner.push(timedPhase);
+    else top.push(timedPhase);
+  }
+  return top;
 }

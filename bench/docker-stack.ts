@@ -1,7 +1,8 @@
 /**
  * The stack the Docker and concurrency suites measure on: a local Docker engine and registry with the example service
  * built at two healthy versions, the Temporal dev server, and the worker as a process of its own (as a container runs
- * it), judging by a policy in insecure dev mode whose one environment publishes each service on its own host port.
+ * it), judging by a policy in insecure dev mode whose one environment publishes each service on its own host port
+ * (or is the one a suite gives: the Kubernetes suite's cluster, whose images the same registry holds).
  */
 import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -12,6 +13,7 @@ import type { DevStack } from '../stack/dev.js';
 import { freePort, type ManagedProcess, startAndWait } from '../stack/processes.js';
 import {
   dockerEnvironment,
+  type PolicyDocument,
   specYaml,
   startTestTemporal,
   testPolicy,
@@ -42,7 +44,10 @@ export interface BenchDockerStack {
 }
 
 export interface BenchDockerStackOptions {
+  /** Services published on the engine, each on a host port of its own. */
   services: string[];
+  /** The bench environment of the policy instead of the engine with those ports (a Kubernetes cluster, say). */
+  environment?: PolicyDocument;
   /** How long a release has to become healthy: generous when many start at once on a small machine. */
   healthyWithin?: string;
 }
@@ -69,7 +74,7 @@ export async function startBenchDockerStack(
     const ports: Record<string, number> = {};
     for (const service of options.services) ports[service] = await freePort();
     const policy = testPolicy([workDir], {
-      [BENCH_ENVIRONMENT]: dockerEnvironment(docker.engine.dockerHost, ports),
+      [BENCH_ENVIRONMENT]: options.environment ?? dockerEnvironment(docker.engine.dockerHost, ports),
     });
     const { policyFile } = await writeTestFiles(workDir, { policy });
     const { temporal, env } = await startTestTemporal(workDir, policyFile, { worker: false });

@@ -2,13 +2,11 @@
  * Deploy and rollback on the Docker target: `deploy-agent deploy --wait` and `deploy-agent rollback --wait`, the real
  * CLI process as CI runs it, against a docker-CLI script doing the same replace and health wait on the same engine.
  */
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { DeploymentStatus } from '../domain/deployment.js';
 import { freePort } from '../stack/processes.js';
-import { deploymentIdIn, runCli, type CliResult } from '../test/support/cli.js';
-import { BENCH_ENVIRONMENT, BENCH_VERSIONS, type BenchDockerStack, startBenchDockerStack } from './docker-stack.js';
-import { type BenchRow, type BenchSuite, formatMs, median, timed } from './measure.js';
+import { BENCH_VERSIONS, type BenchDockerStack, startBenchDockerStack } from './docker-stack.js';
+import { AgentRuns, comparison, runCommand, type TimedCli, whereTheTimeGoes } from './docker-timing.js';
+import { type BenchSuite, timed } from './measure.js';
 
 const RAW_DEPLOY = fileURLToPath(new URL('../../bench/docker-raw-deploy.sh', import.meta.url));
 const SERVICE = 'bench-web';
@@ -20,13 +18,12 @@ const CONTAINER_PORT = 8080;
 const HEALTH_PATH = '/health';
 const HEALTH_POLL_SECONDS = 0.2;
 const HEALTHY_WITHIN_SECONDS = 8;
-const CLI_TIMEOUT_MS = 180_000;
 
 export const dockerSuite: BenchSuite = async (options) => {
   const stack = await startBenchDockerStack(options.workDir, { services: [SERVICE] });
   try {
     const rawPort = await freeRawPort(stack);
-    const agent = new AgentRuns(stack, await stack.specFile(SERVICE));
+    const agent = new AgentRuns(stack.cliEnv, await stack.specFile(SERVICE), SERVICE);
     const raw = new RawRuns(stack, rawPort);
     const versions = (i: number) => BENCH_VERSIONS[i % 2]!;
 
@@ -54,7 +51,9 @@ export const dockerSuite: BenchSuite = async (options) => {
       rawRollbacks.push(await raw.deploy(live));
     }
 
-    const breakdown = lastDeploy ? await whereTheTimeGoes(stack, lastDeploy) : undefined;
+    const breakdown = lastDeploy
+      ? await whereTheTimeGoes('one deploy (Docker), taken apart', stack.cliEnv, lastDeploy)
+      : undefined;
     return [
       comparison(
         'deploy (Docker)',
@@ -77,36 +76,6 @@ export const dockerSuite: BenchSuite = async (options) => {
   }
 };
 
-interface TimedCli {
-  ms: number;
-  /** Date.now() just before the CLI process was spawned: compared with the workflow's own times. */
-  spawnedAt: number;
-  result: CliResult;
-}
-
-class AgentRuns {
-  constructor(
-    private readonly stack: BenchDockerStack,
-    private readonly specFile: string,
-  ) {}
-
-  deploy(version: string): Promise<TimedCli> {
-    return this.cli(['deploy', '-f', this.specFile, '--env', BENCH_ENVIRONMENT, '--version', version, '--wait']);
-  }
-
-  rollback(): Promise<TimedCli> {
-    return this.cli(['rollback', '-f', this.specFile, '--service', SERVICE, '--env', BENCH_ENVIRONMENT, '--wait']);
-  }
-
-  private async cli(args: string[]): Promise<TimedCli> {
-    const spawnedAt = Date.now();
-    const { ms, value: result } = await timed(() => runCli(args, this.stack.cliEnv, CLI_TIMEOUT_MS));
-    if (result.code !== 0)
-      throw new Error(`deploy-agent ${args.join(' ')} exited ${result.code}:\n${result.stdout}\n${result.stderr}`);
-    return { ms, spawnedAt, result };
-  }
-}
-
 class RawRuns {
   constructor(
     private readonly stack: BenchDockerStack,
@@ -127,7 +96,7 @@ class RawRuns {
       String(HEALTH_POLL_SECONDS),
       String(HEALTHY_WITHIN_SECONDS),
     ];
-    const { ms } = await timed(() => runScript('bash', args, { DOCKER_HOST: this.stack.docker.engine.dockerHost }));
+    const { ms } = await timed(() => runCommand('bash', args, { DOCKER_HOST: this.stack.docker.engine.dockerHost }));
     return ms;
   }
 }
@@ -139,85 +108,4 @@ async function freeRawPort(stack: BenchDockerStack): Promise<number> {
     const port = await freePort();
     if (!taken.has(port)) return port;
   }
-}
-
-function runScript(command: string, args: string[], env: Record<string, string>): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), CLI_TIMEOUT_MS);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      if (code === 0) resolve();
-      else reject(new Error(`${command} ${args.join(' ')} exited ${code}: ${stderr.trim()}`));
-    });
-  });
-}
-
-export function comparison(operation: string, agent: number[], raw: number[], goal: number, notes: string): BenchRow {
-  const ratio = median(agent) / median(raw);
-  return {
-    operation,
-    agent: formatMs(median(agent)),
-    raw: formatMs(median(raw)),
-    ratio,
-    goal: `≤ ${goal}x`,
-    met: ratio <= goal,
-    notes,
-  };
-}
-
-/**
- * One deploy taken apart: the CLI process loading (`deploy-agent --help`, the same process doing no work), the rest of
- * the way from its spawn to the workflow's start (connect, spec, start call), each phase the workflow recorded (phases
- * inside another are shown in brackets after it), the time outside phases (workflow tasks, pruning), and from the
- * workflow's end to the CLI's exit (result, report, process exit).
- */
-async function whereTheTimeGoes(stack: BenchDockerStack, deploy: TimedCli): Promise<BenchRow> {
-  const id = deploymentIdIn(deploy.result.stdout);
-  const answer = await runCli(['status', id, '--json'], stack.cliEnv);
-  const status = JSON.parse(answer.stdout) as DeploymentStatus;
-  const loads: number[] = [];
-  for (let i = 0; i < 3; i++) loads.push((await timed(() => runCli(['--help'], stack.cliEnv))).ms);
-  const cliLoad = median(loads);
-  const started = Date.parse(status.startedAt);
-  const finished = Date.parse(status.finishedAt ?? status.startedAt);
-  const parts: string[] = [
-    `CLI process load ${formatMs(cliLoad)}`,
-    `then to workflow start ${formatMs(started - deploy.spawnedAt - cliLoad)}`,
-  ];
-  let inPhases = 0;
-  for (const phase of topLevelPhases(status.phases)) {
-    inPhases += phase.ms;
-    const inner = phase.inner.map((p) => `${p.name} ${formatMs(p.ms)}`).join(', ');
-    parts.push(`${phase.name} ${formatMs(phase.ms)}${inner ? ` [${inner}]` : ''}`);
-  }
-  parts.push(`outside phases ${formatMs(finished - started - inPhases)}`);
-  parts.push(`workflow end→CLI exit ${formatMs(deploy.spawnedAt + deploy.ms - finished)}`);
-  return { operation: 'one deploy (Docker), taken apart', agent: formatMs(deploy.ms), notes: parts.join('; ') };
-}
-
-interface TimedPhase {
-  name: string;
-  start: number;
-  end: number;
-  ms: number;
-  inner: TimedPhase[];
-}
-
-/** The recorded phases that ran, each with the ones that ran inside it. */
-function topLevelPhases(phases: DeploymentStatus['phases']): TimedPhase[] {
-  const top: TimedPhase[] = [];
-  for (const phase of phases) {
-    if (phase.status === 'skipped') continue;
-    const start = Date.parse(phase.startedAt);
-    const end = Date.parse(phase.endedAt ?? phase.startedAt);
-    const timedPhase = { name: phase.name, start, end, ms: end - start, inner: [] };
-    const outer = top.at(-1);
-    if (outer && start >= outer.start && end <= outer.end) outer.inner.push(timedPhase);
-    else top.push(timedPhase);
-  }
-  return top;
 }

@@ -3,8 +3,7 @@
  * CLI process as CI runs it, against a docker-CLI script doing the same replace and health wait on the same engine.
  */
 import { fileURLToPath } from 'node:url';
-import { freePort } from '../stack/processes.js';
-import { BENCH_VERSIONS, type BenchDockerStack, startBenchDockerStack } from './docker-stack.js';
+import { BENCH_VERSIONS, type BenchDockerStack, freePortBesides, startBenchDockerStack } from './docker-stack.js';
 import { AgentRuns, comparison, runCommand, type TimedCli, whereTheTimeGoes } from './docker-timing.js';
 import { type BenchSuite, timed } from './measure.js';
 
@@ -22,7 +21,8 @@ const HEALTHY_WITHIN_SECONDS = 8;
 export const dockerSuite: BenchSuite = async (options) => {
   const stack = await startBenchDockerStack(options.workDir, { services: [SERVICE] });
   try {
-    const rawPort = await freeRawPort(stack);
+    // A host port of its own: the raw container runs beside the agent's, on the same engine.
+    const rawPort = await freePortBesides(new Set(Object.values(stack.ports)));
     const agent = new AgentRuns(stack.cliEnv, await stack.specFile(SERVICE), SERVICE);
     const raw = new RawRuns(stack, rawPort);
     const versions = (i: number) => BENCH_VERSIONS[i % 2]!;
@@ -98,14 +98,5 @@ class RawRuns {
     ];
     const { ms } = await timed(() => runCommand('bash', args, { DOCKER_HOST: this.stack.docker.engine.dockerHost }));
     return ms;
-  }
-}
-
-/** A host port for the raw container that no agent service is published on. */
-async function freeRawPort(stack: BenchDockerStack): Promise<number> {
-  const taken = new Set(Object.values(stack.ports));
-  for (;;) {
-    const port = await freePort();
-    if (!taken.has(port)) return port;
   }
 }

@@ -5,12 +5,14 @@
  */
 import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { closeConnections, connect } from '../client/connection.js';
 import { startDeploy } from '../client/deploy.js';
 import { loadSpecFile } from '../client/spec-file.js';
 import type { DeploymentStatus } from '../domain/deployment.js';
 import { BENCH_ENVIRONMENT, BENCH_VERSIONS, type BenchDockerStack, startBenchDockerStack } from './docker-stack.js';
+import { topLevelPhases } from './docker-timing.js';
 import { type BenchSuite, formatMs, median, percentile, timed } from './measure.js';
 
 const MAX_RSS_MB = 500;
@@ -32,11 +34,12 @@ export const concurrencySuite: BenchSuite = async (options) => {
     const client = await connect();
     const deploy = async (service: string) => {
       const loaded = await loadSpecFile(await stack.specFile(service));
+      const startedAt = Date.now();
       const { ms, value: status } = await timed(async () => {
         const handle = await startDeploy(client, loaded, { env: BENCH_ENVIRONMENT, version: BENCH_VERSIONS[0] });
         return (await handle.result()) as DeploymentStatus;
       });
-      return { service, ms, state: status.state };
+      return { service, ms, state: status.state, startedAt, status };
     };
 
     // The baseline: one deploy with nothing else running, a first release of its service like each concurrent one.
@@ -48,10 +51,12 @@ export const concurrencySuite: BenchSuite = async (options) => {
     }
 
     const before = workerUsage(stack.worker.pid);
+    const machineBefore = machineBusySeconds();
     const { ms: wallMs, value: results } = await timed(() =>
       Promise.all(concurrent.map((service) => deploy(service).catch((error: unknown) => failed(service, error)))),
     );
     const after = workerUsage(stack.worker.pid);
+    const machineBusy = machineBusySeconds() - machineBefore;
 
     const times = results.map((r) => r.ms).filter((ms) => Number.isFinite(ms));
     const succeeded = results.filter((r) => r.state === 'succeeded').length;
@@ -98,7 +103,13 @@ export const concurrencySuite: BenchSuite = async (options) => {
         agent: `${(after.cpuSeconds - before.cpuSeconds).toFixed(1)} s`,
         notes:
           `utime+stime of the worker during the burst (${((after.cpuSeconds - before.cpuSeconds) / n).toFixed(3)} s ` +
-          `per deploy, ${after.cpuSeconds.toFixed(1)} s since it started)`,
+          `per deploy, ${after.cpuSeconds.toFixed(1)} s since it started); the whole machine was busy ` +
+          `${machineBusy.toFixed(1)} s of ${((wallMs / 1000) * cpus().length).toFixed(1)} CPU-seconds`,
+      },
+      {
+        operation: 'one concurrent deploy, taken apart (medians)',
+        agent: formatMs(percentile(times, 0.5)),
+        notes: takenApart(results),
       },
     ];
   } finally {
@@ -112,10 +123,62 @@ interface DeployResult {
   service: string;
   ms: number;
   state: string;
+  /** Date.now() just before the start call. */
+  startedAt?: number;
+  status?: DeploymentStatus;
 }
 
 function failed(service: string, error: unknown): DeployResult {
   return { service, ms: Number.NaN, state: `error: ${error instanceof Error ? error.message : String(error)}` };
+}
+
+/**
+ * Where a deploy's time went while all ran at once, as medians over the deploys: from the start call to the
+ * workflow's start, each phase (inner phases in brackets), and from the workflow's end to its result reaching us.
+ */
+function takenApart(results: DeployResult[]): string {
+  const samples = new Map<string, number[]>();
+  const add = (name: string, ms: number) => samples.set(name, [...(samples.get(name) ?? []), ms]);
+  const order: string[] = [];
+  const inner = new Map<string, Set<string>>();
+  for (const { startedAt, ms, status } of results) {
+    if (!status || startedAt === undefined || !status.finishedAt) continue;
+    const started = Date.parse(status.startedAt);
+    const finished = Date.parse(status.finishedAt);
+    add('start call→workflow start', started - startedAt);
+    const phases = topLevelPhases(status.phases);
+    add('workflow start→first phase', (phases[0]?.start ?? started) - started);
+    for (const phase of phases) {
+      if (!order.includes(phase.name)) order.push(phase.name);
+      add(phase.name, phase.ms);
+      for (const p of phase.inner) {
+        inner.set(phase.name, (inner.get(phase.name) ?? new Set()).add(p.name));
+        add(`${phase.name}/${p.name}`, p.ms);
+      }
+    }
+    add('workflow end→result', startedAt + ms - finished);
+  }
+  const med = (name: string) => formatMs(median(samples.get(name) ?? [Number.NaN]));
+  return [
+    `start call→workflow start ${med('start call→workflow start')}`,
+    `workflow start→first phase ${med('workflow start→first phase')}`,
+    ...order.map((name) => {
+      const parts = [...(inner.get(name) ?? [])].map((p) => `${p} ${med(`${name}/${p}`)}`);
+      return `${name} ${med(name)}${parts.length ? ` [${parts.join(', ')}]` : ''}`;
+    }),
+    `workflow end→result ${med('workflow end→result')}`,
+  ].join('; ');
+}
+
+/** CPU time the whole machine spent busy (all but idle and iowait) since boot, from /proc/stat. */
+function machineBusySeconds(): number {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = line
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS_PER_SECOND;
 }
 
 function ended(results: DeployResult[]): string {

@@ -102,7 +102,7 @@ export async function whereTheTimeGoes(
   return { operation, agent: formatMs(deploy.ms), notes: parts.join('; ') };
 }
 
-interface TimedPhase {
+export interface TimedPhase {
   name: string;
   start: number;
   end: number;
@@ -111,7 +111,7 @@ interface TimedPhase {
 }
 
 /** The recorded phases that ran, each with the ones that ran inside it. */
-function topLevelPhases(phases: DeploymentStatus['phases']): TimedPhase[] {
+export function topLevelPhases(phases: DeploymentStatus['phases']): TimedPhase[] {
   const top: TimedPhase[] = [];
   for (const phase of phases) {
     if (phase.status === 'skipped') continue;

@@ -101,11 +101,22 @@ function findEtcd(): string {
   throw new Error('kube: etcd not found on PATH; run stack/provision-kube.sh');
 }
 
+/** Where stack/provision-kube.sh puts the Kubernetes binaries of the pinned version. */
+function kubeBinDir(root = repoRoot()): string {
+  return path.join(cacheDir(), `kubernetes-${pinnedVersion(root, 'KUBE_VERSION')}`, 'bin');
+}
+
+/** kubectl at the control plane's own version, as stack/provision-kube.sh builds it beside the servers. */
+export function kubectlPath(): string {
+  const kubectl = path.join(kubeBinDir(), 'kubectl');
+  if (!existsSync(kubectl)) throw new Error(`kube: ${kubectl} is missing; run stack/provision-kube.sh`);
+  return kubectl;
+}
+
 function resolvePaths(): Paths {
   const root = repoRoot();
-  const cache = cacheDir();
-  const kubeBin = path.join(cache, `kubernetes-${pinnedVersion(root, 'KUBE_VERSION')}`, 'bin');
-  const kwok = path.join(cache, `kwok-${pinnedVersion(root, 'KWOK_VERSION')}`, 'kwok');
+  const kubeBin = kubeBinDir(root);
+  const kwok = path.join(cacheDir(), `kwok-${pinnedVersion(root, 'KWOK_VERSION')}`, 'kwok');
   for (const bin of ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler']
     .map((b) => path.join(kubeBin, b))
     .concat(kwok)) {

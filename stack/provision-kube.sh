@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Provisions the local Kubernetes control plane: etcd (Debian), kube-apiserver, kube-controller-manager and
-# kube-scheduler built from Go modules at KUBE_VERSION, and kwok at KWOK_VERSION. Idempotent; silent when cached.
+# kube-scheduler built from Go modules at KUBE_VERSION, kubectl at the same version (for the bench and for people),
+# and kwok at KWOK_VERSION. Idempotent; silent when cached.
 #
 #   bash stack/provision-kube.sh        # prints nothing when everything is cached
 #
 # Outputs:
-#   $DEPLOY_AGENT_CACHE/kubernetes-$KUBE_VERSION/bin/{kube-apiserver,kube-controller-manager,kube-scheduler}
+#   $DEPLOY_AGENT_CACHE/kubernetes-$KUBE_VERSION/bin/{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl}
 #   $DEPLOY_AGENT_CACHE/kwok-$KWOK_VERSION/kwok
 set -euo pipefail
 
@@ -41,16 +42,22 @@ build_kubernetes() {
   local version="$KUBE_VERSION"
   local home="$DEPLOY_AGENT_CACHE/kubernetes-$version"
   local bin="$home/bin"
-  local cmds=(kube-apiserver kube-controller-manager kube-scheduler)
-  local missing=0 c
-  for c in "${cmds[@]}"; do
-    [ -x "$bin/$c" ] || missing=1
-  done
-  if [ "$missing" = 0 ] && [ -f "$bin/.version" ] && [ "$(cat "$bin/.version")" = "$version" ]; then
+  local cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+  # A cache of this version builds only the commands it lacks (one built before kubectl joined gets kubectl alone);
+  # a cache of another version builds them all.
+  local todo=() c
+  if [ -f "$bin/.version" ] && [ "$(cat "$bin/.version")" = "$version" ]; then
+    for c in "${cmds[@]}"; do
+      [ -x "$bin/$c" ] || todo+=("$c")
+    done
+  else
+    todo=("${cmds[@]}")
+  fi
+  if [ "${#todo[@]}" = 0 ]; then
     return 0
   fi
 
-  log "building Kubernetes $version control plane into $bin (about 7-10 min cold on 2 cores)"
+  log "building Kubernetes $version ${todo[*]} into $bin (about 7-10 min cold on 2 cores)"
   local minor_patch="${version#v1.}"          # 35.8
   local major="1" minor="${minor_patch%%.*}" # 35
   local staging_version="v0.$minor_patch"   # v0.35.8
@@ -86,7 +93,7 @@ build_kubernetes() {
   rm -f "$src/go.sum"
 
   local pkgs=() c2
-  for c2 in "${cmds[@]}"; do
+  for c2 in "${todo[@]}"; do
     pkgs+=("k8s.io/kubernetes/cmd/$c2")
   done
   (cd "$src" && run_logged "$logs_dir/kube-build.log" go get "${pkgs[@]/%/@$version}")

@@ -110,7 +110,8 @@ export async function follow(handle: WorkflowHandle, options: FollowOptions): Pr
         return { kind: 'unknown', why: `Temporal stopped answering: ${messageOf(error)}`, last };
     }
     if (Date.now() >= deadline) return { kind: 'still-running', last };
-    await Promise.race([result, delay(POLL_MS)]);
+    // Unreferenced: a pending pause must not keep the CLI alive once the result is in.
+    await Promise.race([result, delay(POLL_MS, undefined, { ref: false })]);
   }
   const ending = await result;
   if ('status' in ending) {

@@ -57,7 +57,8 @@ export const changeTrackingSuite: BenchSuite = async (options) => {
         raw: formatMs(rawMs),
         ratio: agentMs / rawMs,
         notes:
-          `${listed} and ${count(changes.files.length)} files changed across the range (one diff, not capped); ` +
+          `${listed} and ${count(changes.files.length)} of ${count(changes.files.length + (changes.moreFiles ?? 0))} ` +
+          `files changed across the range (one diff); ` +
           `raw: git log --name-status, every commit with its files`,
       },
     ];

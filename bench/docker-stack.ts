@@ -72,8 +72,7 @@ export async function startBenchDockerStack(
     for (const version of BENCH_VERSIONS) await buildServiceImage(docker, { repository, version, healthy: true });
 
     const ports: Record<string, number> = {};
-    const taken = new Set<number>();
-    for (const service of options.services) taken.add((ports[service] = await freePortBesides(taken)));
+    for (const service of options.services) ports[service] = await freePort();
     const policy = testPolicy([workDir], {
       [BENCH_ENVIRONMENT]: options.environment ?? dockerEnvironment(docker.engine.dockerHost, ports),
     });
@@ -143,13 +142,4 @@ function logSays(file: string, text: string): boolean {
   } catch {
     return false;
   }
-}
-
-/** A free port none of `taken` is: two asked in a row could otherwise be the same one. */
-export async function freePortBesides(taken: ReadonlySet<number>): Promise<number> {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const port = await freePort();
-    if (!taken.has(port)) return port;
-  }
-  throw new Error('bench: no free port besides the ones already taken');
 }

@@ -3,7 +3,8 @@
  * CLI process as CI runs it, against a docker-CLI script doing the same replace and health wait on the same engine.
  */
 import { fileURLToPath } from 'node:url';
-import { BENCH_VERSIONS, type BenchDockerStack, freePortBesides, startBenchDockerStack } from './docker-stack.js';
+import { freePort } from '../stack/processes.js';
+import { BENCH_VERSIONS, type BenchDockerStack, startBenchDockerStack } from './docker-stack.js';
 import { AgentRuns, comparison, runCommand, type TimedCli, whereTheTimeGoes } from './docker-timing.js';
 import { type BenchSuite, timed } from './measure.js';
 
@@ -22,7 +23,7 @@ export const dockerSuite: BenchSuite = async (options) => {
   const stack = await startBenchDockerStack(options.workDir, { services: [SERVICE] });
   try {
     // A host port of its own: the raw container runs beside the agent's, on the same engine.
-    const rawPort = await freePortBesides(new Set(Object.values(stack.ports)));
+    const rawPort = await freePort();
     const agent = new AgentRuns(stack.cliEnv, await stack.specFile(SERVICE), SERVICE);
     const raw = new RawRuns(stack, rawPort);
     const versions = (i: number) => BENCH_VERSIONS[i % 2]!;

@@ -223,30 +223,42 @@ export async function startAndWait(
 
 // Ports this process handed out: the system may offer a port again as soon as the probing socket closes.
 const portsGiven = new Set<number>();
+/** Below the kernel's range for outgoing connections, whose source ports would otherwise take ours. */
+const LISTEN_PORTS = { first: 20_000, count: 12_000 };
 
 /**
- * A TCP port that was free on 127.0.0.1 a moment ago and that this process has not handed out before. Another
- * process may still take it: bind soon.
+ * A TCP port that was free on 127.0.0.1 a moment ago and that this process has not handed out before. It lies
+ * outside the range the kernel picks outgoing connections' source ports from (32768-60999 by default), so no
+ * connection opened meanwhile can take it; another process may still bind it: bind soon.
  */
 export async function freePort(): Promise<number> {
-  for (;;) {
-    const port = await systemFreePort();
-    if (portsGiven.has(port)) continue;
+  const range = listenPortRange();
+  for (let attempt = 0; attempt < 1_000; attempt++) {
+    const port = range.first + Math.floor(Math.random() * range.count);
+    if (portsGiven.has(port) || !(await canListen(port))) continue;
     portsGiven.add(port);
     return port;
   }
+  throw new Error(`no free port in ${range.first}-${range.first + range.count - 1} after 1,000 tries`);
 }
 
-function systemFreePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+function listenPortRange(): { first: number; count: number } {
+  try {
+    const [low] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (low && low > 2_000)
+      return { first: Math.max(1_024, low - LISTEN_PORTS.count), count: Math.min(LISTEN_PORTS.count, low - 1_024) };
+  } catch {
+    // Not Linux: the default range.
+  }
+  return LISTEN_PORTS;
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = net.createServer();
     server.unref();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => (port > 0 ? resolve(port) : reject(new Error('no port assigned'))));
-    });
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
 }
 

@@ -17,7 +17,7 @@ PROVISION_NAME=provision
 # shellcheck source=stack/provision-common.sh
 . "$here/provision-common.sh"
 
-APT_PACKAGES=(docker.io docker-registry etcd-server prometheus busybox-static docker-compose nginx-light openssl)
+APT_PACKAGES=(docker.io docker-registry etcd-server prometheus busybox-static docker-compose nginx-light openssl curl)
 
 install_stack_packages() {
   local wanted=("${APT_PACKAGES[@]}") p

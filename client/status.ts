@@ -1,7 +1,7 @@
 /** deploy-agent status: where a deployment stands, or how it ended; its exit code is the table's for that state. */
 import type { WorkflowExecutionDescription, WorkflowHandle } from '@temporalio/client';
 import { type DeploymentState, deploymentStates, type DeploymentStatus, FINAL_STATES } from '../domain/deployment.js';
-import { EXIT, EXIT_CODES, messageOf } from '../domain/failures.js';
+import { CliFailure, EXIT, EXIT_CODES, messageOf } from '../domain/failures.js';
 import { searchAttributes, statusQuery } from '../workflows/messages.js';
 import { deploymentHandle } from './connection.js';
 import { ENDED_BY_TEMPORAL } from './follow.js';
@@ -30,6 +30,8 @@ export async function statusCommand(deploymentId: string, options: OutputOptions
     );
     return show(handle, status, options);
   } catch (error) {
+    // The codec server refusing or failing the answer is the answer; only a silent worker falls back.
+    if (error instanceof CliFailure) throw error;
     return fromSearchAttributes(deploymentId, description, messageOf(error), options);
   }
 }

@@ -90,18 +90,13 @@ export async function follow(handle: WorkflowHandle, options: FollowOptions): Pr
   let last: DeploymentStatus | undefined;
   let missed = 0;
   let lastBeat = '';
-  // A poll that lands after the run ended would wait for a worker to replay the whole history: the result wins.
-  const unlessEnded = <T>(poll: Promise<T>): Promise<T | undefined> =>
-    Promise.race([poll, result.then(() => undefined)]);
   while (!settled) {
     try {
-      const polled = await unlessEnded(handle.query(statusQuery));
-      if (polled === undefined) break;
-      last = polled;
+      last = await handle.query(statusQuery);
       missed = 0;
       show(last);
       if (last.state === 'compensation-failed') return { kind: 'status', status: last };
-      const beat = options.live ? ((await unlessEnded(heartbeats(handle))) ?? []).join('\n    ') : '';
+      const beat = options.live ? (await heartbeats(handle)).join('\n    ') : '';
       if (beat && beat !== lastBeat) printLine(`    ${beat}`);
       lastBeat = beat;
     } catch (error) {
@@ -110,8 +105,11 @@ export async function follow(handle: WorkflowHandle, options: FollowOptions): Pr
         return { kind: 'unknown', why: `Temporal stopped answering: ${messageOf(error)}`, last };
     }
     if (Date.now() >= deadline) return { kind: 'still-running', last };
-    // Unreferenced: a pending pause must not keep the CLI alive once the result is in.
-    await Promise.race([result, delay(POLL_MS, undefined, { ref: false })]);
+    // Cleared once the race is decided: a pending pause must not keep the CLI alive after the result is in. (Not
+    // unreferenced: while Temporal is unreachable it may be all that keeps the process waiting.)
+    const pause = new AbortController();
+    await Promise.race([result, delay(POLL_MS, undefined, { signal: pause.signal })]);
+    pause.abort();
   }
   const ending = await result;
   if ('status' in ending) {

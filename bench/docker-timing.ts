@@ -2,7 +2,7 @@
 import { spawn } from 'node:child_process';
 import type { DeploymentStatus } from '../domain/deployment.js';
 import { deploymentIdIn, runCli, type CliResult } from '../test/support/cli.js';
-import { BENCH_ENVIRONMENT } from './docker-stack.js';
+import { BENCH_ENVIRONMENT, BENCH_VERSIONS } from './docker-stack.js';
 import { type BenchRow, formatMs, median, timed } from './measure.js';
 
 export const CLI_TIMEOUT_MS = 180_000;
@@ -53,6 +53,67 @@ export function runCommand(command: string, args: string[], env: Record<string, 
       else reject(new Error(`${command} ${args.join(' ')} exited ${code}: ${stderr.trim()}`));
     });
   });
+}
+
+/** The raw tool's side of a target suite, each call timed as a whole. */
+export interface RawSide {
+  deploy(version: string): Promise<number>;
+  /** Back to `previous`, the version deployed before the current one. */
+  rollback(previous: string): Promise<number>;
+}
+
+export interface TargetSuite {
+  /** Shown in the rows, e.g. "Docker". */
+  target: string;
+  agent: AgentRuns;
+  raw: RawSide;
+  cliEnv: Record<string, string>;
+  runs: number;
+  notes: { deploy: string; rollback: string };
+}
+
+/**
+ * Deploy and rollback, the agent beside the raw tool, `runs` times each, then one deploy taken apart. Each side starts
+ * from a running release, so that every timed deploy replaces one; a rollback undoes the deploy before it, so each
+ * run first deploys the other version (not timed).
+ */
+export async function deployAndRollbackRows({
+  target,
+  agent,
+  raw,
+  cliEnv,
+  runs,
+  notes,
+}: TargetSuite): Promise<BenchRow[]> {
+  const versions = (i: number) => BENCH_VERSIONS[i % 2]!;
+  await agent.deploy(versions(0));
+  await raw.deploy(versions(0));
+  const agentDeploys: number[] = [];
+  const rawDeploys: number[] = [];
+  let lastDeploy: TimedCli | undefined;
+  for (let i = 1; i <= runs; i++) {
+    lastDeploy = await agent.deploy(versions(i));
+    agentDeploys.push(lastDeploy.ms);
+    rawDeploys.push(await raw.deploy(versions(i)));
+  }
+  const live = versions(runs);
+  const other = versions(runs + 1);
+  const agentRollbacks: number[] = [];
+  const rawRollbacks: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    await agent.deploy(other);
+    agentRollbacks.push((await agent.rollback()).ms);
+    await raw.deploy(other);
+    rawRollbacks.push(await raw.rollback(live));
+  }
+  const breakdown = lastDeploy
+    ? await whereTheTimeGoes(`one deploy (${target}), taken apart`, cliEnv, lastDeploy)
+    : undefined;
+  return [
+    comparison(`deploy (${target})`, agentDeploys, rawDeploys, 1.3, notes.deploy),
+    comparison(`rollback (${target})`, agentRollbacks, rawRollbacks, 1.5, notes.rollback),
+    ...(breakdown ? [breakdown] : []),
+  ];
 }
 
 export function comparison(operation: string, agent: number[], raw: number[], goal: number, notes: string): BenchRow {

@@ -4,8 +4,8 @@
  */
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../stack/processes.js';
-import { BENCH_VERSIONS, type BenchDockerStack, startBenchDockerStack } from './docker-stack.js';
-import { AgentRuns, comparison, runCommand, type TimedCli, whereTheTimeGoes } from './docker-timing.js';
+import { type BenchDockerStack, startBenchDockerStack } from './docker-stack.js';
+import { AgentRuns, deployAndRollbackRows, type RawSide, runCommand } from './docker-timing.js';
 import { type BenchSuite, timed } from './measure.js';
 
 const RAW_DEPLOY = fileURLToPath(new URL('../../bench/docker-raw-deploy.sh', import.meta.url));
@@ -24,60 +24,23 @@ export const dockerSuite: BenchSuite = async (options) => {
   try {
     // A host port of its own: the raw container runs beside the agent's, on the same engine.
     const rawPort = await freePort();
-    const agent = new AgentRuns(stack.cliEnv, await stack.specFile(SERVICE), SERVICE);
-    const raw = new RawRuns(stack, rawPort);
-    const versions = (i: number) => BENCH_VERSIONS[i % 2]!;
-
-    // Each side starts from a running release, so that every timed deploy replaces one.
-    await agent.deploy(versions(0));
-    await raw.deploy(versions(0));
-    const agentDeploys: number[] = [];
-    const rawDeploys: number[] = [];
-    let lastDeploy: TimedCli | undefined;
-    for (let i = 1; i <= options.runs; i++) {
-      lastDeploy = await agent.deploy(versions(i));
-      agentDeploys.push(lastDeploy.ms);
-      rawDeploys.push(await raw.deploy(versions(i)));
-    }
-
-    // A rollback undoes the deploy before it: each run first deploys the other version (not timed), then goes back.
-    const live = versions(options.runs);
-    const other = versions(options.runs + 1);
-    const agentRollbacks: number[] = [];
-    const rawRollbacks: number[] = [];
-    for (let i = 0; i < options.runs; i++) {
-      await agent.deploy(other);
-      agentRollbacks.push((await agent.rollback()).ms);
-      await raw.deploy(other);
-      rawRollbacks.push(await raw.deploy(live));
-    }
-
-    const breakdown = lastDeploy
-      ? await whereTheTimeGoes('one deploy (Docker), taken apart', stack.cliEnv, lastDeploy)
-      : undefined;
-    return [
-      comparison(
-        'deploy (Docker)',
-        agentDeploys,
-        rawDeploys,
-        1.3,
-        'agent: deploy --wait (CLI process); raw: pull, stop, rm, run, health poll',
-      ),
-      comparison(
-        'rollback (Docker)',
-        agentRollbacks,
-        rawRollbacks,
-        1.5,
-        'agent: rollback --wait restores the kept container; raw: the script to the previous version',
-      ),
-      ...(breakdown ? [breakdown] : []),
-    ];
+    return await deployAndRollbackRows({
+      target: 'Docker',
+      agent: new AgentRuns(stack.cliEnv, await stack.specFile(SERVICE), SERVICE),
+      raw: new RawRuns(stack, rawPort),
+      cliEnv: stack.cliEnv,
+      runs: options.runs,
+      notes: {
+        deploy: 'agent: deploy --wait (CLI process); raw: pull, stop, rm, run, health poll',
+        rollback: 'agent: rollback --wait restores the kept container; raw: the script to the previous version',
+      },
+    });
   } finally {
     await stack.stop();
   }
 };
 
-class RawRuns {
+class RawRuns implements RawSide {
   constructor(
     private readonly stack: BenchDockerStack,
     private readonly port: number,
@@ -99,5 +62,10 @@ class RawRuns {
     ];
     const { ms } = await timed(() => runCommand('bash', args, { DOCKER_HOST: this.stack.docker.engine.dockerHost }));
     return ms;
+  }
+
+  /** The same script, back to the previous version. */
+  rollback(previous: string): Promise<number> {
+    return this.deploy(previous);
   }
 }

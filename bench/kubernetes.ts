@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { kubectlPath, startKubeControlPlane, workerKubeconfig } from '../stack/kube.js';
 import { BENCH_VERSIONS, startBenchDockerStack } from './docker-stack.js';
-import { AgentRuns, comparison, runCommand, type TimedCli, whereTheTimeGoes } from './docker-timing.js';
+import { AgentRuns, deployAndRollbackRows, runCommand } from './docker-timing.js';
 import { type BenchSuite, timed } from './measure.js';
 
 /** A Service, a Deployment of two replicas, a ConfigMap and a Secret: the end-to-end tests' release. */
@@ -62,51 +62,17 @@ export const kubernetesSuite: BenchSuite = async (options) => {
             await rollout();
           })
         ).ms;
-      const versions = (i: number) => BENCH_VERSIONS[i % 2]!;
-
-      // Each side starts from a rolled-out release, so that every timed deploy replaces one.
-      await agent.deploy(versions(0));
-      await rawDeploy(versions(0));
-      const agentDeploys: number[] = [];
-      const rawDeploys: number[] = [];
-      let lastDeploy: TimedCli | undefined;
-      for (let i = 1; i <= options.runs; i++) {
-        lastDeploy = await agent.deploy(versions(i));
-        agentDeploys.push(lastDeploy.ms);
-        rawDeploys.push(await rawDeploy(versions(i)));
-      }
-
-      // A rollback undoes the deploy before it: each run first deploys the other version (not timed).
-      const other = versions(options.runs + 1);
-      const agentRollbacks: number[] = [];
-      const rawRollbacks: number[] = [];
-      for (let i = 0; i < options.runs; i++) {
-        await agent.deploy(other);
-        agentRollbacks.push((await agent.rollback()).ms);
-        await rawDeploy(other);
-        rawRollbacks.push(await rawRollback());
-      }
-
-      const breakdown = lastDeploy
-        ? await whereTheTimeGoes('one deploy (Kubernetes), taken apart', stack.cliEnv, lastDeploy)
-        : undefined;
-      return [
-        comparison(
-          'deploy (Kubernetes)',
-          agentDeploys,
-          rawDeploys,
-          1.3,
-          'agent: deploy --wait (CLI process); raw: kubectl apply + kubectl rollout status',
-        ),
-        comparison(
-          'rollback (Kubernetes)',
-          agentRollbacks,
-          rawRollbacks,
-          1.5,
-          'agent: rollback --wait; raw: kubectl rollout undo + kubectl rollout status',
-        ),
-        ...(breakdown ? [breakdown] : []),
-      ];
+      return await deployAndRollbackRows({
+        target: 'Kubernetes',
+        agent,
+        raw: { deploy: rawDeploy, rollback: rawRollback },
+        cliEnv: stack.cliEnv,
+        runs: options.runs,
+        notes: {
+          deploy: 'agent: deploy --wait (CLI process); raw: kubectl apply + kubectl rollout status',
+          rollback: 'agent: rollback --wait; raw: kubectl rollout undo + kubectl rollout status',
+        },
+      });
     } finally {
       await stack.stop();
     }

@@ -3,7 +3,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseDuration } from '../domain/duration.js';
 import { CliFailure, EXIT, InvalidInput, messageOf } from '../domain/failures.js';
-import type { CodecServerOptions } from './codec-server.js';
 import { runBeforeCliExit } from './exit-hooks.js';
 import type { VoteOptions } from './vote.js';
 
@@ -105,7 +104,12 @@ program
   .option('--policy <file>', 'the platform policy (default: DEPLOY_AGENT_POLICY)')
   .option('--tls-cert <file>', 'serve HTTPS with this certificate (the Web UI sends tokens only over https)')
   .option('--tls-key <file>', 'the key of --tls-cert')
-  .action(run(async (options: CodecServerOptions) => (await import('./codec-server.js')).codecServerCommand(options)));
+  .action(
+    verb(
+      () => import('./codec-server.js'),
+      (m) => m.codecServerCommand,
+    ),
+  );
 
 program
   .command('validate')
